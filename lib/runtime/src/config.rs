@@ -1,0 +1,137 @@
+//! Runtime configuration, read from the environment.
+
+use crate::RuntimeError;
+
+/// Environment variable: port of the system status server (-1 disabled, 0 any free port).
+pub const ENV_SYSTEM_PORT: &str = "DYN_SYSTEM_PORT";
+/// Environment variable: address the system status server listens on (default `0.0.0.0`).
+pub const ENV_SYSTEM_HOST: &str = "DYN_SYSTEM_HOST";
+/// Default of [`ENV_SYSTEM_HOST`].
+pub const DEFAULT_SYSTEM_HOST: &str = "0.0.0.0";
+
+/// Whether and where the system status server (`/metrics`, `/health`, `/live`) listens.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SystemServerConfig {
+    /// No server (`DYN_SYSTEM_PORT=-1`, the default).
+    #[default]
+    Disabled,
+    /// Listen on `host:port`; port 0 picks a free port (the bound address is
+    /// logged and returned by `DistributedRuntime::system_server_addr`).
+    Enabled {
+        /// Host name or IP address.
+        host: String,
+        /// TCP port, 0 for any free port.
+        port: u16,
+    },
+}
+
+/// Configuration of a [`crate::DistributedRuntime`].
+///
+/// ```
+/// use dynamo_runtime::{DistributedRuntime, RuntimeConfig, SystemServerConfig};
+/// let config = RuntimeConfig {
+///     system_server: SystemServerConfig::Enabled { host: "127.0.0.1".into(), port: 0 },
+/// };
+/// let drt = DistributedRuntime::from_config(config)?;
+/// assert!(drt.system_server_addr().is_some());
+/// # Ok::<(), dynamo_runtime::RuntimeError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RuntimeConfig {
+    /// The system status server.
+    pub system_server: SystemServerConfig,
+}
+
+impl RuntimeConfig {
+    /// Reads `DYN_SYSTEM_PORT` and `DYN_SYSTEM_HOST`.
+    pub fn from_env() -> Result<Self, RuntimeError> {
+        Self::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// Like [`RuntimeConfig::from_env`], with variables looked up by `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, RuntimeError> {
+        let port = match lookup(ENV_SYSTEM_PORT) {
+            None => None,
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => parse_port(&v)?,
+        };
+        let system_server = match port {
+            None => SystemServerConfig::Disabled,
+            Some(port) => {
+                let host = lookup(ENV_SYSTEM_HOST)
+                    .filter(|h| !h.trim().is_empty())
+                    .unwrap_or_else(|| DEFAULT_SYSTEM_HOST.to_owned());
+                SystemServerConfig::Enabled {
+                    host: host.trim().to_owned(),
+                    port,
+                }
+            }
+        };
+        Ok(Self { system_server })
+    }
+}
+
+/// `-1` is `None` (disabled); `0..=65535` is the port.
+fn parse_port(value: &str) -> Result<Option<u16>, RuntimeError> {
+    match value.trim().parse::<i64>() {
+        Ok(-1) => Ok(None),
+        Ok(p) if (0..=i64::from(u16::MAX)).contains(&p) => Ok(Some(p as u16)),
+        _ => Err(RuntimeError::InvalidEnv {
+            var: ENV_SYSTEM_PORT,
+            value: value.to_owned(),
+            reason: "expected -1 (disabled), 0 (any free port) or a port from 1 to 65535",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(port: Option<&str>, host: Option<&str>) -> Result<RuntimeConfig, RuntimeError> {
+        RuntimeConfig::from_lookup(|var| match var {
+            ENV_SYSTEM_PORT => port.map(str::to_owned),
+            ENV_SYSTEM_HOST => host.map(str::to_owned),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn port_values() {
+        assert_eq!(
+            config(None, None).unwrap().system_server,
+            SystemServerConfig::Disabled
+        );
+        assert_eq!(
+            config(Some("-1"), None).unwrap().system_server,
+            SystemServerConfig::Disabled
+        );
+        assert_eq!(
+            config(Some(""), None).unwrap().system_server,
+            SystemServerConfig::Disabled
+        );
+        assert_eq!(
+            config(Some("0"), None).unwrap().system_server,
+            SystemServerConfig::Enabled {
+                host: "0.0.0.0".into(),
+                port: 0
+            }
+        );
+        assert_eq!(
+            config(Some(" 8081 "), Some("127.0.0.1"))
+                .unwrap()
+                .system_server,
+            SystemServerConfig::Enabled {
+                host: "127.0.0.1".into(),
+                port: 8081
+            }
+        );
+        for bad in ["-2", "65536", "abc", "80.5", "0x50"] {
+            let e = config(Some(bad), None).unwrap_err().to_string();
+            assert!(
+                e.contains("DYN_SYSTEM_PORT") && e.contains(&format!("{bad:?}")),
+                "{e}"
+            );
+        }
+    }
+}

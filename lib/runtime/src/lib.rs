@@ -1,0 +1,39 @@
+//! # dynamo-runtime
+//!
+//! The runtime hierarchy of a distributed LLM-serving runtime
+//! (`DistributedRuntime -> Namespace -> Component -> Endpoint`), the metrics
+//! registry on every level of it, and the system status server that serves
+//! `/metrics`, `/health` and `/live` in every process.
+//!
+//! ```
+//! use dynamo_runtime::DistributedRuntime;
+//!
+//! let runtime = DistributedRuntime::new()?;
+//! let endpoint = runtime.namespace("my_namespace").component("my_component").endpoint("my_endpoint");
+//! let requests_total = endpoint.metrics().create_counter("requests_total", "Total requests", &[])?;
+//! requests_total.inc();
+//! assert_eq!(requests_total.get(), 1.0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod health;
+mod hierarchy;
+mod metrics;
+mod runtime;
+mod system_server;
+
+pub use config::{
+    RuntimeConfig, SystemServerConfig, DEFAULT_SYSTEM_HOST, ENV_SYSTEM_HOST, ENV_SYSTEM_PORT,
+};
+pub use error::{MetricsError, RuntimeError};
+pub use health::{HealthReport, HealthStatus};
+pub use hierarchy::{Component, Endpoint, Namespace};
+pub use metrics::{prometheus_names, CallbackError, MetricsRegistry, MetricsScope};
+pub use runtime::DistributedRuntime;
+pub use system_server::METRICS_CONTENT_TYPE;
+
+/// The `prometheus` crate, whose metric types the `create_*` methods return.
+pub use prometheus;

@@ -1,0 +1,444 @@
+//! Parsing of Prometheus text format 0.0.4 handed over by text callbacks
+//! (`register_prometheus_expfmt_callback`), so that it can be merged into a
+//! scrape: repeated families are joined, repeated series are dropped, and text
+//! that does not parse is refused whole with the line that broke it.
+
+use super::prometheus_names::{is_valid_label_name, is_valid_metric_name};
+use super::render;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+/// Text that is not valid exposition format.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParseError {
+    /// 1-based line number.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// One family of parsed text, its samples re-rendered in normal form.
+#[derive(Debug, Clone)]
+pub(crate) struct ParsedFamily {
+    pub help: Option<String>,
+    pub type_name: &'static str,
+    /// `(key, value)`: the key is everything before the value (`name{labels} `),
+    /// the value the number and optional timestamp.
+    pub samples: Vec<(String, String)>,
+    keys: HashSet<String>,
+}
+
+impl ParsedFamily {
+    fn new(type_name: &'static str) -> Self {
+        Self {
+            help: None,
+            type_name,
+            samples: Vec::new(),
+            keys: HashSet::new(),
+        }
+    }
+
+    /// Adds a sample unless one with the same key is there already.
+    fn push(&mut self, key: String, value: String) -> bool {
+        if self.keys.insert(key.clone()) {
+            self.samples.push((key, value));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Writes the samples whose key is not in `skip`.
+    pub(crate) fn write_samples(&self, out: &mut String, skip: &HashSet<&str>) -> usize {
+        let mut dropped = 0;
+        for (key, value) in &self.samples {
+            if skip.contains(key.as_str()) {
+                dropped += 1;
+                continue;
+            }
+            out.push_str(key);
+            out.push_str(value);
+            out.push('\n');
+        }
+        dropped
+    }
+}
+
+/// Families from text callbacks, by name, ready to merge into a scrape.
+#[derive(Debug, Default)]
+pub(crate) struct ExternalFamilies {
+    pub families: BTreeMap<String, ParsedFamily>,
+}
+
+impl ExternalFamilies {
+    /// Adds the families of one callback's text. A family whose type differs
+    /// from one already added is dropped; its name is returned.
+    pub(crate) fn merge(&mut self, parsed: BTreeMap<String, ParsedFamily>) -> Vec<String> {
+        let mut conflicts = Vec::new();
+        for (name, family) in parsed {
+            match self.families.get_mut(&name) {
+                None => {
+                    self.families.insert(name, family);
+                }
+                Some(existing) if existing.type_name == family.type_name => {
+                    if existing.help.is_none() {
+                        existing.help = family.help;
+                    }
+                    for (key, value) in family.samples {
+                        existing.push(key, value);
+                    }
+                }
+                Some(_) => conflicts.push(name),
+            }
+        }
+        conflicts
+    }
+}
+
+const TYPES: [&str; 5] = ["counter", "gauge", "histogram", "summary", "untyped"];
+
+/// Parses exposition text into families keyed by name.
+pub(crate) fn parse(text: &str) -> Result<BTreeMap<String, ParsedFamily>, ParseError> {
+    let mut families: BTreeMap<String, ParsedFamily> = BTreeMap::new();
+    // Families declared by a TYPE line, so that `x_bucket` finds histogram `x`.
+    let mut declared: HashMap<String, &'static str> = HashMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let err = |message: String| ParseError {
+            line: i + 1,
+            message,
+        };
+        let line = raw.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            parse_comment(comment, &mut families, &mut declared).map_err(err)?;
+            continue;
+        }
+        let sample = parse_sample(line).map_err(err)?;
+        let (family_name, type_name) = family_of(&sample.name, &declared);
+        check_sample_shape(&sample, &family_name, type_name).map_err(err)?;
+        let family = families
+            .entry(family_name)
+            .or_insert_with(|| ParsedFamily::new(type_name));
+        let (key, value) = sample.render();
+        family.push(key, value);
+    }
+    Ok(families)
+}
+
+fn parse_comment(
+    comment: &str,
+    families: &mut BTreeMap<String, ParsedFamily>,
+    declared: &mut HashMap<String, &'static str>,
+) -> Result<(), String> {
+    let comment = comment.trim_start();
+    let (keyword, rest) = comment.split_once([' ', '\t']).unwrap_or((comment, ""));
+    if keyword != "HELP" && keyword != "TYPE" {
+        return Ok(()); // a plain comment
+    }
+    let rest = rest.trim_start();
+    let (name, arg) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
+    if !is_valid_metric_name(name) {
+        return Err(format!("{keyword} line names an invalid metric {name:?}"));
+    }
+    if keyword == "HELP" {
+        let help = unescape_help(arg);
+        let family = families
+            .entry(name.to_owned())
+            .or_insert_with(|| ParsedFamily::new(declared.get(name).copied().unwrap_or("untyped")));
+        family.help = Some(help);
+        return Ok(());
+    }
+    let arg = arg.trim();
+    let Some(type_name) = TYPES.iter().copied().find(|t| *t == arg) else {
+        return Err(format!("unknown type {arg:?} for {name:?}"));
+    };
+    if let Some(previous) = declared.insert(name.to_owned(), type_name) {
+        if previous != type_name {
+            return Err(format!("{name:?} declared {previous} and then {type_name}"));
+        }
+    }
+    let family = families
+        .entry(name.to_owned())
+        .or_insert_with(|| ParsedFamily::new(type_name));
+    if family.type_name != type_name {
+        if !family.samples.is_empty() {
+            return Err(format!("TYPE line for {name:?} after its samples"));
+        }
+        family.type_name = type_name;
+    }
+    Ok(())
+}
+
+fn unescape_help(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// The family a sample belongs to, and that family's type.
+fn family_of(sample: &str, declared: &HashMap<String, &'static str>) -> (String, &'static str) {
+    if let Some(type_name) = declared.get(sample) {
+        return (sample.to_owned(), type_name);
+    }
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(base) = sample.strip_suffix(suffix) {
+            match declared.get(base) {
+                Some(&"histogram") => return (base.to_owned(), "histogram"),
+                Some(&"summary") if suffix != "_bucket" => return (base.to_owned(), "summary"),
+                _ => {}
+            }
+        }
+    }
+    (sample.to_owned(), "untyped")
+}
+
+fn check_sample_shape(sample: &Sample, family: &str, type_name: &str) -> Result<(), String> {
+    let needs = match type_name {
+        "histogram" if sample.name == family => {
+            return Err(format!(
+                "histogram {family:?} has a sample without _bucket, _sum or _count"
+            ))
+        }
+        "histogram" if sample.name.ends_with("_bucket") => Some("le"),
+        "summary" if sample.name == family => Some("quantile"),
+        _ => None,
+    };
+    if let Some(label) = needs {
+        let value = sample.labels.iter().find(|(k, _)| k == label);
+        match value {
+            Some((_, v)) if v.parse::<f64>().is_ok() => {}
+            Some((_, v)) => {
+                return Err(format!(
+                    "{label}={v:?} on {:?} is not a number",
+                    sample.name
+                ))
+            }
+            None => return Err(format!("{:?} has no {label} label", sample.name)),
+        }
+    }
+    Ok(())
+}
+
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+    timestamp: Option<i64>,
+}
+
+impl Sample {
+    /// Normal form: labels sorted by name, with `le`/`quantile` last, as the
+    /// registry writes its own.
+    fn render(mut self) -> (String, String) {
+        self.labels
+            .sort_by_key(|(k, _)| (k == "le" || k == "quantile", k.clone()));
+        let mut key = self.name;
+        if !self.labels.is_empty() {
+            key.push('{');
+            render::write_label_pairs(
+                &mut key,
+                self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            key.push('}');
+        }
+        key.push(' ');
+        let mut value = String::new();
+        render::write_f64(&mut value, self.value);
+        if let Some(ts) = self.timestamp {
+            value.push(' ');
+            value.push_str(itoa::Buffer::new().format(ts));
+        }
+        (key, value)
+    }
+}
+
+fn parse_sample(line: &str) -> Result<Sample, String> {
+    let name_end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(line.len());
+    let name = &line[..name_end];
+    if !is_valid_metric_name(name) {
+        return Err(format!("invalid metric name at the start of {line:?}"));
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(after_brace) = rest.strip_prefix('{') {
+        rest = parse_labels(after_brace, &mut labels)?;
+    }
+    let mut fields = rest.split_whitespace();
+    let value_text = fields
+        .next()
+        .ok_or_else(|| format!("sample {name:?} has no value"))?;
+    let value = value_text
+        .parse::<f64>()
+        .map_err(|_| format!("sample {name:?} has value {value_text:?}, not a number"))?;
+    let timestamp = fields
+        .next()
+        .map(|t| {
+            t.parse::<i64>()
+                .map_err(|_| format!("sample {name:?} has timestamp {t:?}, not an integer"))
+        })
+        .transpose()?;
+    if let Some(extra) = fields.next() {
+        return Err(format!(
+            "sample {name:?} has unexpected text {extra:?} after its value"
+        ));
+    }
+    if !rest.is_empty() && !rest.starts_with([' ', '\t']) {
+        return Err(format!(
+            "sample {name:?}: expected a space before the value"
+        ));
+    }
+    Ok(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+        timestamp,
+    })
+}
+
+/// Parses `a="x",b="y"}` and returns what follows the closing brace.
+fn parse_labels<'a>(mut s: &'a str, labels: &mut Vec<(String, String)>) -> Result<&'a str, String> {
+    loop {
+        s = s.trim_start();
+        if let Some(rest) = s.strip_prefix('}') {
+            return Ok(rest);
+        }
+        let name_end = s
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .ok_or("unterminated label set")?;
+        let name = &s[..name_end];
+        if !is_valid_label_name(name) {
+            return Err(format!("invalid label name {name:?}"));
+        }
+        if labels.iter().any(|(k, _)| k == name) {
+            return Err(format!("label {name:?} given twice"));
+        }
+        s = s[name_end..].trim_start();
+        s = s
+            .strip_prefix('=')
+            .ok_or_else(|| format!("label {name:?} is not followed by '='"))?
+            .trim_start();
+        s = s
+            .strip_prefix('"')
+            .ok_or_else(|| format!("value of label {name:?} is not quoted"))?;
+        let (value, rest) = read_quoted(s).ok_or_else(|| {
+            format!("value of label {name:?} is not terminated or has a bad escape")
+        })?;
+        labels.push((name.to_owned(), value));
+        s = rest.trim_start();
+        if let Some(rest) = s.strip_prefix(',') {
+            s = rest;
+        } else if !s.starts_with('}') {
+            return Err(format!("expected ',' or '}}' after label {name:?}"));
+        }
+    }
+}
+
+/// Reads an escaped label value up to its closing quote.
+fn read_quoted(s: &str) -> Option<(String, &str)> {
+    let mut value = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((value, &s[i + 1..])),
+            '\\' => match chars.next()?.1 {
+                'n' => value.push('\n'),
+                '\\' => value.push('\\'),
+                '"' => value.push('"'),
+                _ => return None,
+            },
+            c => value.push(c),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_families_and_normalizes_samples() {
+        let text = "# HELP vllm:tokens Tokens \\\\ seen\\n.\n# TYPE vllm:tokens counter\n\
+                    vllm:tokens{model=\"m\\\"1\",a=\"x\"} 12 1700000000\n\
+                    # TYPE lat histogram\nlat_bucket{le=\"0.5\"} 1\nlat_bucket{le=\"+Inf\"} 2\n\
+                    lat_sum 1.5\nlat_count 2\nbare 3\n";
+        let families = parse(text).unwrap();
+        let tokens = &families["vllm:tokens"];
+        assert_eq!(tokens.type_name, "counter");
+        assert_eq!(tokens.help.as_deref(), Some("Tokens \\ seen\n."));
+        assert_eq!(
+            tokens.samples,
+            vec![(
+                "vllm:tokens{a=\"x\",model=\"m\\\"1\"} ".to_owned(),
+                "12 1700000000".to_owned()
+            )]
+        );
+        assert_eq!(families["lat"].type_name, "histogram");
+        assert_eq!(families["lat"].samples.len(), 4);
+        assert_eq!(families["bare"].type_name, "untyped");
+    }
+
+    #[test]
+    fn malformed_text_names_the_line() {
+        for (text, line) in [
+            ("ok 1\nbad{x=\"1\" 2\n", 2),
+            ("x{a=\"1\",a=\"2\"} 1", 1),
+            ("x one", 1),
+            ("# TYPE x sometimes", 1),
+            ("# TYPE h histogram\nh_bucket 1", 2),
+            ("# TYPE h histogram\nh 1", 2),
+            ("x{a=\"\\q\"} 1", 1),
+            ("x 1 2 3", 1),
+            ("x{9=\"a\"} 1", 1),
+            ("# TYPE x counter\n# TYPE x gauge", 2),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn merge_joins_families_drops_repeats_and_reports_type_conflicts() {
+        let mut all = ExternalFamilies::default();
+        assert!(all
+            .merge(parse("# TYPE a counter\na{x=\"1\"} 1\n").unwrap())
+            .is_empty());
+        let conflicts = all.merge(
+            parse("# TYPE a counter\na{x=\"1\"} 5\na{x=\"2\"} 2\n# TYPE b gauge\nb 1\n").unwrap(),
+        );
+        assert!(conflicts.is_empty());
+        assert_eq!(
+            all.families["a"].samples.len(),
+            2,
+            "the repeated series is kept once"
+        );
+        assert_eq!(all.families["a"].samples[0].1, "1", "the first value wins");
+        let conflicts = all.merge(parse("# TYPE b counter\nb 1\n").unwrap());
+        assert_eq!(conflicts, vec!["b".to_owned()]);
+        assert_eq!(all.families["b"].type_name, "gauge");
+    }
+}

@@ -1,0 +1,204 @@
+//! Every metric name, label name and prefix the project emits, and the
+//! functions that turn user input into valid Prometheus names.
+//!
+//! No other file spells a project metric name as a string literal: code that
+//! emits a metric takes its name from here, and the documentation table is
+//! checked against this module.
+//!
+//! ```
+//! use dynamo_runtime::prometheus_names::{sanitize_metric_name, COMPONENT_PREFIX};
+//! assert_eq!(sanitize_metric_name("requests-total"), "requests_total");
+//! assert_eq!(COMPONENT_PREFIX, "dynamo_component_");
+//! ```
+
+/// Prefix of every metric created through the runtime hierarchy.
+pub const COMPONENT_PREFIX: &str = "dynamo_component_";
+/// Prefix of the HTTP frontend's LLM metrics.
+pub const FRONTEND_PREFIX: &str = "dynamo_frontend_";
+/// Prefix of the preprocessor's metrics.
+pub const PREPROCESSOR_PREFIX: &str = "dynamo_preprocessor_";
+
+/// The automatic hierarchy labels, one for each level above and at the object
+/// a metric is created on.
+pub mod labels {
+    /// Namespace name, on metrics created at a namespace or below.
+    pub const NAMESPACE: &str = "dynamo_namespace";
+    /// Component name, on metrics created at a component or below.
+    pub const COMPONENT: &str = "dynamo_component";
+    /// Endpoint name, on metrics created at an endpoint.
+    pub const ENDPOINT: &str = "dynamo_endpoint";
+    /// The hierarchy labels, from the top level down.
+    pub const HIERARCHY: [&str; 3] = [NAMESPACE, COMPONENT, ENDPOINT];
+
+    /// Label of [`super::callback::FAILURES_TOTAL`]: which kind of callback failed.
+    pub const CALLBACK: &str = "callback";
+    /// Label of [`super::callback::FAILURES_TOTAL`]: how it failed.
+    pub const FAILURE: &str = "failure";
+
+    /// Label names Prometheus reserves for histogram and summary samples.
+    pub const RESERVED: [&str; 2] = ["le", "quantile"];
+}
+
+/// Metrics of the runtime itself (no hierarchy labels).
+pub mod runtime {
+    /// Seconds since the `DistributedRuntime` was created (gauge).
+    pub const SYSTEM_UPTIME_SECONDS: &str = "dynamo_component_system_uptime_seconds";
+}
+
+/// The metric that counts failed scrape-time callbacks.
+pub mod callback {
+    /// Scrape-time callbacks that failed, by `callback` (`update` or `expfmt`) and
+    /// `failure` (`error`, `panic` or `malformed`) (counter).
+    pub const FAILURES_TOTAL: &str = "dynamo_component_metrics_callback_failures_total";
+
+    /// `callback` value of a callback given to `register_callback`.
+    pub const KIND_UPDATE: &str = "update";
+    /// `callback` value of a callback given to `register_prometheus_expfmt_callback`.
+    pub const KIND_EXPFMT: &str = "expfmt";
+    /// `failure` value: the callback returned an error.
+    pub const FAILURE_ERROR: &str = "error";
+    /// `failure` value: the callback panicked.
+    pub const FAILURE_PANIC: &str = "panic";
+    /// `failure` value: the text callback returned text that does not parse.
+    pub const FAILURE_MALFORMED: &str = "malformed";
+    /// `failure` value: the text callback returned a family that conflicts with
+    /// one already in the scrape (another type), so that family was dropped.
+    pub const FAILURE_CONFLICT: &str = "conflict";
+}
+
+/// True for a valid Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn is_valid_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// True for a valid Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Replaces every character outside `[a-zA-Z0-9_:]` with `_`, and puts `_` in
+/// front of a leading digit. The result may still be empty or all underscores;
+/// [`build_component_metric_name`] rejects those.
+///
+/// ```
+/// use dynamo_runtime::prometheus_names::sanitize_metric_name;
+/// assert_eq!(sanitize_metric_name("9lives.count"), "_9lives_count");
+/// ```
+pub fn sanitize_metric_name(name: &str) -> String {
+    sanitize(name, true)
+}
+
+/// Like [`sanitize_metric_name`] but for label names, which may not hold `:`.
+///
+/// ```
+/// use dynamo_runtime::prometheus_names::sanitize_label_name;
+/// assert_eq!(sanitize_label_name("gpu:id"), "gpu_id");
+/// ```
+pub fn sanitize_label_name(name: &str) -> String {
+    sanitize(name, false)
+}
+
+fn sanitize(name: &str, allow_colon: bool) -> String {
+    let mut out = String::with_capacity(name.len() + 1);
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push('_');
+    }
+    out.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' || (allow_colon && c == ':') {
+            c
+        } else {
+            '_'
+        }
+    }));
+    out
+}
+
+/// The name a metric created through the hierarchy is exposed under:
+/// `dynamo_component_<sanitized name>`, never prefixed twice. Returns `None`
+/// when nothing but underscores is left after sanitizing.
+///
+/// ```
+/// use dynamo_runtime::prometheus_names::build_component_metric_name;
+/// assert_eq!(build_component_metric_name("requests").as_deref(), Some("dynamo_component_requests"));
+/// assert_eq!(
+///     build_component_metric_name("dynamo_component_requests").as_deref(),
+///     Some("dynamo_component_requests")
+/// );
+/// assert_eq!(build_component_metric_name("--"), None);
+/// ```
+pub fn build_component_metric_name(name: &str) -> Option<String> {
+    let sanitized = sanitize_metric_name(name);
+    let base = sanitized
+        .strip_prefix(COMPONENT_PREFIX)
+        .unwrap_or(&sanitized);
+    if base.chars().all(|c| c == '_') {
+        return None;
+    }
+    Some(format!("{COMPONENT_PREFIX}{base}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_replaces_invalid_characters_and_guards_leading_digit() {
+        assert_eq!(sanitize_metric_name("a-b.c d"), "a_b_c_d");
+        assert_eq!(sanitize_metric_name("ns:rate"), "ns:rate");
+        assert_eq!(sanitize_metric_name("1st"), "_1st");
+        assert_eq!(sanitize_metric_name("é"), "_");
+        assert_eq!(sanitize_label_name("a:b"), "a_b");
+        assert_eq!(sanitize_label_name("0x"), "_0x");
+    }
+
+    #[test]
+    fn component_name_is_prefixed_once_and_rejects_empty() {
+        assert_eq!(
+            build_component_metric_name("latency seconds").unwrap(),
+            "dynamo_component_latency_seconds"
+        );
+        assert_eq!(
+            build_component_metric_name("dynamo_component_x").unwrap(),
+            "dynamo_component_x"
+        );
+        assert_eq!(build_component_metric_name(""), None);
+        assert_eq!(build_component_metric_name("___"), None);
+        assert_eq!(build_component_metric_name("!!"), None);
+        assert_eq!(build_component_metric_name("dynamo_component_"), None);
+        assert_eq!(
+            build_component_metric_name("7").unwrap(),
+            "dynamo_component__7"
+        );
+    }
+
+    #[test]
+    fn name_validity() {
+        assert!(is_valid_metric_name("a:b_c9"));
+        assert!(!is_valid_metric_name("9a"));
+        assert!(!is_valid_metric_name(""));
+        assert!(is_valid_label_name("_x9"));
+        assert!(!is_valid_label_name("a:b"));
+        assert!(!is_valid_label_name("a-b"));
+    }
+
+    #[test]
+    fn project_names_are_valid_and_prefixed() {
+        for name in [runtime::SYSTEM_UPTIME_SECONDS, callback::FAILURES_TOTAL] {
+            assert!(is_valid_metric_name(name), "{name}");
+            assert!(name.starts_with(COMPONENT_PREFIX), "{name}");
+        }
+        for label in labels::HIERARCHY {
+            assert!(is_valid_label_name(label));
+        }
+    }
+}

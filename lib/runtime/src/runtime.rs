@@ -1,0 +1,167 @@
+//! [`DistributedRuntime`]: the root of the hierarchy. It owns the metrics
+//! registry, the health state, the system status server and (when created
+//! outside an async context) its own tokio runtime.
+
+use crate::config::{RuntimeConfig, SystemServerConfig};
+use crate::health::{Health, HealthReport};
+use crate::hierarchy::Namespace;
+use crate::metrics::{MetricsRegistry, MetricsScope, Registry, ScopePath};
+use crate::system_server::{self, ServerState, SystemServer};
+use crate::RuntimeError;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::runtime::Handle;
+
+/// The root of the runtime hierarchy. Cheap to clone; the last clone (including
+/// those held by namespaces, components and endpoints) stops the system server
+/// and the async runtime.
+///
+/// ```
+/// use dynamo_runtime::DistributedRuntime;
+/// let drt = DistributedRuntime::new()?; // reads DYN_SYSTEM_PORT / DYN_SYSTEM_HOST
+/// let endpoint = drt.namespace("ns").component("comp").endpoint("generate");
+/// assert_eq!(endpoint.metrics().hierarchy(), "ns_comp_generate");
+/// # Ok::<(), dynamo_runtime::RuntimeError>(())
+/// ```
+#[derive(Clone)]
+pub struct DistributedRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    metrics: MetricsScope,
+    health: Arc<Health>,
+    start: Instant,
+    // Declared before `tokio` so that it stops before the runtime does.
+    system_server: Option<SystemServer>,
+    tokio: AsyncRuntime,
+}
+
+enum AsyncRuntime {
+    /// Built by us because `new` was called outside any tokio runtime.
+    Owned(Option<tokio::runtime::Runtime>, Handle),
+    /// The tokio runtime `new` was called in.
+    Borrowed(Handle),
+}
+
+impl AsyncRuntime {
+    fn handle(&self) -> &Handle {
+        match self {
+            AsyncRuntime::Owned(_, h) | AsyncRuntime::Borrowed(h) => h,
+        }
+    }
+}
+
+impl Drop for AsyncRuntime {
+    fn drop(&mut self) {
+        if let AsyncRuntime::Owned(rt, _) = self {
+            if let Some(rt) = rt.take() {
+                // Dropping a runtime blocks; from an async context that panics.
+                rt.shutdown_background();
+            }
+        }
+    }
+}
+
+impl DistributedRuntime {
+    /// Creates a runtime configured from the environment
+    /// (`DYN_SYSTEM_PORT`, `DYN_SYSTEM_HOST`), starting the system status
+    /// server when asked. Works from a plain synchronous `main` (it then runs
+    /// its own tokio runtime) and from inside a tokio runtime (it uses that one).
+    pub fn new() -> Result<Self, RuntimeError> {
+        Self::from_config(RuntimeConfig::from_env()?)
+    }
+
+    /// Creates a runtime with an explicit configuration.
+    pub fn from_config(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let start = Instant::now();
+        let tokio = match Handle::try_current() {
+            Ok(handle) => AsyncRuntime::Borrowed(handle),
+            Err(_) => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .thread_name("dynamo-runtime")
+                    .build()
+                    .map_err(RuntimeError::AsyncRuntime)?;
+                let handle = rt.handle().clone();
+                AsyncRuntime::Owned(Some(rt), handle)
+            }
+        };
+        let registry = Arc::new(Registry::new(start).map_err(|e| {
+            RuntimeError::AsyncRuntime(std::io::Error::other(format!(
+                "built-in metrics could not be registered: {e}"
+            )))
+        })?);
+        let health = Arc::new(Health::default());
+        let system_server = match &config.system_server {
+            SystemServerConfig::Disabled => None,
+            SystemServerConfig::Enabled { host, port } => Some(system_server::start(
+                tokio.handle(),
+                host,
+                *port,
+                ServerState {
+                    registry: registry.clone(),
+                    health: health.clone(),
+                    start,
+                },
+            )?),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                metrics: MetricsScope::new(registry, ScopePath::root()),
+                health,
+                start,
+                system_server,
+                tokio,
+            }),
+        })
+    }
+
+    /// The namespace of that name. Never fails; a bad name is reported by the
+    /// first fallible call on it (or below it).
+    pub fn namespace(&self, name: impl AsRef<str>) -> Namespace {
+        Namespace::new(self.clone(), self.inner.metrics.child(name.as_ref()))
+    }
+
+    /// The runtime-level metrics: everything created here has no hierarchy
+    /// labels, and its scrape shows every metric of the process.
+    pub fn metrics(&self) -> &MetricsScope {
+        &self.inner.metrics
+    }
+
+    /// The address the system status server listens on, if it runs.
+    pub fn system_server_addr(&self) -> Option<SocketAddr> {
+        self.inner.system_server.as_ref().map(|s| s.addr)
+    }
+
+    /// What `GET /health` answers now.
+    pub fn health(&self) -> HealthReport {
+        self.inner.health.report(self.uptime().as_secs_f64())
+    }
+
+    /// Time since the runtime was created.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.start.elapsed()
+    }
+
+    /// The tokio runtime the runtime's tasks run on. From a synchronous
+    /// `main`, `drt.tokio_handle().block_on(fut)` runs a future on it.
+    pub fn tokio_handle(&self) -> &Handle {
+        self.inner.tokio.handle()
+    }
+}
+
+impl MetricsRegistry for DistributedRuntime {
+    fn metrics(&self) -> &MetricsScope {
+        &self.inner.metrics
+    }
+}
+
+impl std::fmt::Debug for DistributedRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DistributedRuntime")
+            .field("system_server_addr", &self.system_server_addr())
+            .finish()
+    }
+}
