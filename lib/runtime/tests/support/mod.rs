@@ -1,0 +1,186 @@
+//! Helpers shared by the integration tests: a real exposition parser
+//! (Python's prometheus_client, from the venv the test script builds),
+//! `promtool`, and an HTTP client.
+#![allow(dead_code)]
+
+use dynamo_runtime::{DistributedRuntime, RuntimeConfig, SystemServerConfig};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The Python interpreter with prometheus_client: `DYN_TEST_PYTHON`, set by
+/// scripts/test.sh to its venv, else the repo's `.venv`, else `python3`.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("DYN_TEST_PYTHON") {
+        return p.into();
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    "python3".into()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Parsed {
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub families: BTreeMap<String, String>,
+    #[serde(default)]
+    pub samples: Vec<(String, BTreeMap<String, String>, serde_json::Value)>,
+}
+
+impl Parsed {
+    /// The value of the one sample with that name and exactly those labels.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let want: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let found: Vec<_> = self
+            .samples
+            .iter()
+            .filter(|(n, l, _)| n == name && *l == want)
+            .collect();
+        assert!(
+            found.len() <= 1,
+            "{name} {want:?} appears {} times",
+            found.len()
+        );
+        found.first().map(|(_, _, v)| match v {
+            serde_json::Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+            serde_json::Value::String(s) => s.parse().unwrap_or(f64::NAN),
+            other => panic!("unexpected value {other}"),
+        })
+    }
+
+    /// All samples with that name.
+    pub fn samples_named(&self, name: &str) -> Vec<&BTreeMap<String, String>> {
+        self.samples
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, l, _)| l)
+            .collect()
+    }
+}
+
+/// Parses several texts with one interpreter run.
+pub fn parse_many(texts: &[String]) -> Vec<Parsed> {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/parse_exposition.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/test.sh sets DYN_TEST_PYTHON)");
+    let input = serde_json::to_vec(texts).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "the parser failed (is prometheus_client installed? run scripts/test.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Parses one text and asserts it parsed.
+pub fn parse(text: &str) -> Parsed {
+    let parsed = parse_many(&[text.to_owned()]).pop().unwrap();
+    assert!(parsed.ok, "parse failed: {:?}\n{text}", parsed.error);
+    parsed
+}
+
+/// What `promtool check metrics` said.
+#[derive(Debug)]
+pub struct Promtool {
+    /// The text parsed (exit code 0, or 3 for lint findings only).
+    pub parsed: bool,
+    /// Everything it printed: lint findings, or the parse error.
+    pub output: String,
+}
+
+impl Promtool {
+    /// Lint findings about the project's own metrics (`dynamo_*`).
+    pub fn own_lint(&self) -> Vec<&str> {
+        self.output
+            .lines()
+            .filter(|l| l.starts_with("dynamo_"))
+            .collect()
+    }
+
+    /// Asserts the text parsed and nothing of ours was flagged.
+    pub fn assert_clean(&self, text: &str) {
+        assert!(
+            self.parsed,
+            "promtool could not parse: {}\n{text}",
+            self.output
+        );
+        assert!(
+            self.own_lint().is_empty(),
+            "promtool lint: {:?}\n{text}",
+            self.own_lint()
+        );
+    }
+}
+
+/// Runs `promtool check metrics` on the text.
+pub fn promtool_check(text: &str) -> Promtool {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (scripts/test.sh installs the Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    Promtool {
+        parsed: matches!(out.status.code(), Some(0) | Some(3)),
+        output,
+    }
+}
+
+/// A runtime with its system server on an ephemeral loopback port.
+pub fn runtime_with_server() -> DistributedRuntime {
+    DistributedRuntime::from_config(RuntimeConfig {
+        system_server: SystemServerConfig::Enabled {
+            host: "127.0.0.1".into(),
+            port: 0,
+        },
+    })
+    .unwrap()
+}
+
+/// A runtime without a server.
+pub fn runtime() -> DistributedRuntime {
+    DistributedRuntime::from_config(RuntimeConfig::default()).unwrap()
+}
+
+/// GET a path of the runtime's system server: (status, content type, body).
+pub fn get(drt: &DistributedRuntime, path: &str) -> (u16, String, String) {
+    let addr = drt.system_server_addr().expect("server running");
+    let resp = reqwest::blocking::get(format!("http://{addr}{path}")).unwrap();
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, ctype, resp.text().unwrap())
+}

@@ -1,0 +1,267 @@
+//! The system status server: `/metrics`, `/health`, `/live` over real HTTP,
+//! checked with a real parser and promtool.
+
+mod support;
+
+use dynamo_runtime::prometheus_names::{labels, runtime as rt_names};
+use dynamo_runtime::{
+    DistributedRuntime, MetricsRegistry, RuntimeConfig, RuntimeError, SystemServerConfig,
+    METRICS_CONTENT_TYPE,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use support::{get, parse, parse_many, promtool_check, runtime_with_server};
+
+#[test]
+fn metrics_route_serves_valid_text_with_the_right_content_type() {
+    let drt = runtime_with_server();
+    let ep = drt.namespace("ns").component("c").endpoint("generate");
+    ep.create_counter("requests_total", "Requests", &[])
+        .unwrap()
+        .inc_by(3.0);
+    let (status, ctype, body) = get(&drt, "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(ctype, METRICS_CONTENT_TYPE);
+    let p = parse(&body);
+    assert_eq!(
+        p.value(
+            "dynamo_component_requests_total",
+            &[
+                (labels::NAMESPACE, "ns"),
+                (labels::COMPONENT, "c"),
+                (labels::ENDPOINT, "generate")
+            ]
+        ),
+        Some(3.0)
+    );
+    let uptime = p
+        .value(rt_names::SYSTEM_UPTIME_SECONDS, &[])
+        .expect("uptime present");
+    assert!(uptime > 0.0 && uptime < 600.0, "{uptime}");
+}
+
+#[test]
+fn health_and_live() {
+    let drt = runtime_with_server();
+    let (status, ctype, body) = get(&drt, "/health");
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("application/json"), "{ctype}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["status"], "ready");
+    assert!(json["uptime"].as_f64().unwrap() >= 0.0);
+    assert!(json["endpoints"].is_object());
+    let (status, _, body) = get(&drt, "/live");
+    assert_eq!(status, 200);
+    assert!(body.contains("live"));
+    let (status, _, _) = get(&drt, "/nope");
+    assert_eq!(status, 404);
+    let addr = drt.system_server_addr().unwrap();
+    let post = reqwest::blocking::Client::new()
+        .post(format!("http://{addr}/metrics"))
+        .send()
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 405);
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let err = DistributedRuntime::from_config(RuntimeConfig {
+        system_server: SystemServerConfig::Enabled {
+            host: "127.0.0.1".into(),
+            port,
+        },
+    })
+    .unwrap_err();
+    assert!(matches!(err, RuntimeError::Bind { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_host_is_a_clear_error() {
+    let err = DistributedRuntime::from_config(RuntimeConfig {
+        system_server: SystemServerConfig::Enabled {
+            host: "no such host!".into(),
+            port: 0,
+        },
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("no such host!"), "{err}");
+}
+
+#[test]
+fn server_works_when_created_inside_a_tokio_runtime() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let drt = rt.block_on(async { runtime_with_server() });
+    let addr = drt.system_server_addr().unwrap();
+    let body = rt.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            reqwest::blocking::get(format!("http://{addr}/live"))
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(body, 200);
+    drop(drt); // dropping inside no async context: fine
+}
+
+#[test]
+fn promtool_accepts_the_output_without_lint_warnings() {
+    let drt = runtime_with_server();
+    let ep = drt
+        .namespace("dynamo")
+        .component("backend")
+        .endpoint("generate");
+    let m = ep.metrics();
+    m.create_counter("tokens_total", "Tokens generated", &[])
+        .unwrap()
+        .inc_by(10.0);
+    m.create_intgauge("queue_requests", "Queued requests", &[("tier", "gold")])
+        .unwrap()
+        .set(2);
+    m.create_histogram("latency_seconds", "Latency", &[], None)
+        .unwrap()
+        .observe(0.2);
+    m.create_intcountervec("responses_total", "Responses", &["code"], &[])
+        .unwrap()
+        .with_label_values(&["200"])
+        .inc();
+    m.create_histogramvec(
+        "step_seconds",
+        "Step time",
+        &["phase"],
+        &[],
+        Some(vec![0.01, 0.1]),
+    )
+    .unwrap()
+    .with_label_values(&["prefill"])
+    .observe(0.05);
+    m.register_callback(|| Err::<(), _>("counted"));
+    let (_, _, body) = get(&drt, "/metrics");
+    let check = promtool_check(&body);
+    check.assert_clean(&body);
+    assert!(check.output.trim().is_empty(), "promtool: {}", check.output);
+}
+
+#[test]
+fn awkward_label_values_round_trip() {
+    let drt = runtime_with_server();
+    let values = [
+        "quote \" here",
+        "back\\slash",
+        "new\nline",
+        "ünïcødé 日本語 🚀",
+        "} braces { and , commas",
+        "trailing\\",
+        "",
+    ];
+    let ns = drt.namespace("ns \"q\"\\");
+    let vec = ns
+        .create_countervec(
+            "odd_total",
+            "Odd labels",
+            &["v"],
+            &[("const", "a\"b\\c\nd")],
+        )
+        .unwrap();
+    for v in values {
+        vec.with_label_values(&[v]).inc();
+    }
+    let (_, _, body) = get(&drt, "/metrics");
+    promtool_check(&body).assert_clean(&body);
+    let p = parse(&body);
+    for v in values {
+        let got = p.value(
+            "dynamo_component_odd_total",
+            &[
+                (labels::NAMESPACE, "ns \"q\"\\"),
+                ("const", "a\"b\\c\nd"),
+                ("v", v),
+            ],
+        );
+        assert_eq!(got, Some(1.0), "value {v:?} did not round-trip\n{body}");
+    }
+}
+
+#[test]
+fn scrapes_during_concurrent_updates_always_parse() {
+    let drt = runtime_with_server();
+    let ep = drt.namespace("ns").component("c").endpoint("e");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for t in 0..2 {
+        let ep = ep.clone();
+        let stop = stop.clone();
+        writers.push(std::thread::spawn(move || {
+            let c = ep.create_counter("busy_total", "Busy", &[]).unwrap();
+            let h = ep
+                .create_histogram("busy_seconds", "Busy", &[], None)
+                .unwrap();
+            let v = ep
+                .create_intcountervec("busy_by_key_total", "Busy", &["key"], &[])
+                .unwrap();
+            let hv = ep
+                .create_histogramvec(
+                    "busy_by_key_seconds",
+                    "Busy",
+                    &["key"],
+                    &[],
+                    Some(vec![0.01, 0.1, 1.0]),
+                )
+                .unwrap();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                c.inc();
+                h.observe((i % 100) as f64 / 10.0);
+                let key = format!("t{t}-{}", i % 50);
+                v.with_label_values(&[&key]).inc();
+                hv.with_label_values(&[&key]).observe(0.01);
+                // New families appear while scrapes run, too.
+                if i % 1000 == 0 {
+                    ep.create_gauge(&format!("dyn_{t}_{}", i / 1000 % 50), "Dynamic", &[])
+                        .unwrap()
+                        .set(i as f64);
+                }
+                i += 1;
+            }
+            i
+        }));
+    }
+    let mut bodies = Vec::new();
+    for _ in 0..60 {
+        let (status, _, body) = get(&drt, "/metrics");
+        assert_eq!(status, 200);
+        bodies.push(body);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let updates: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(updates > 0);
+    let parsed = parse_many(&bodies);
+    let mut last_count = 0.0;
+    for (i, p) in parsed.iter().enumerate() {
+        assert!(p.ok, "scrape {i} failed to parse: {:?}", p.error);
+        let count = p
+            .value(
+                "dynamo_component_busy_seconds_count",
+                &[
+                    (labels::NAMESPACE, "ns"),
+                    (labels::COMPONENT, "c"),
+                    (labels::ENDPOINT, "e"),
+                ],
+            )
+            .unwrap_or(0.0);
+        assert!(
+            count >= last_count,
+            "histogram count went back: {last_count} -> {count}"
+        );
+        last_count = count;
+    }
+    promtool_check(bodies.last().unwrap()).assert_clean("last scrape");
+}
