@@ -76,7 +76,8 @@ fn automatic_labels_one_per_level_values_unmangled() {
 fn user_label_errors_name_the_label() {
     let drt = runtime();
     let ep = drt.namespace("ns").component("c").endpoint("e");
-    let cases: &[(&[(&str, &str)], &[&str], &str)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
         (&[("bad-name", "v")], &[], "bad-name"),
         (&[("__hidden", "v")], &[], "__hidden"),
         (&[("le", "v")], &[], "le"),

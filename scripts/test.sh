@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what the tests
+# need (promtool from Debian's prometheus package, a Python venv with
+# prometheus_client), then checks formatting and lints, and runs the Rust
+# unit, integration and doc tests and the benchmarks in test mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v promtool >/dev/null 2>&1; then
+    log "installing promtool (Debian package prometheus)"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus >/dev/null
+fi
+promtool --version | head -n 1
+
+VENV="${DYN_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating the Python virtual environment $VENV"
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-test.txt
+export DYN_TEST_PYTHON="$PWD/$VENV/bin/python"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -q -- -D warnings
+
+log "cargo test (unit, integration, doc tests)"
+cargo test --workspace
+
+log "benchmarks in test mode (each runs once)"
+cargo test --workspace --benches -q
