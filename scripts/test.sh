@@ -31,8 +31,8 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -q -- -D warnings
 
-log "cargo test (unit, integration, doc tests)"
-cargo test --workspace
-
 log "benchmarks in test mode (each runs once)"
 cargo test --workspace --benches -q
+
+log "cargo test (unit, integration, doc tests)"
+cargo test --workspace

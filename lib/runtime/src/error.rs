@@ -51,6 +51,14 @@ pub enum MetricsError {
         /// Why they were rejected.
         reason: String,
     },
+    /// Label values that do not fit a vec's variable labels.
+    #[error("metric {metric:?}: {reason}")]
+    LabelValues {
+        /// The exposed metric name.
+        metric: String,
+        /// What was expected and what was given.
+        reason: String,
+    },
     /// A creation that disagrees with an earlier one of the same family.
     #[error(
         "metric family {family:?} conflicts with an earlier registration: {difference}; \

@@ -31,7 +31,10 @@ pub use config::{
 pub use error::{MetricsError, RuntimeError};
 pub use health::{HealthReport, HealthStatus};
 pub use hierarchy::{Component, Endpoint, Namespace};
-pub use metrics::{prometheus_names, CallbackError, MetricsRegistry, MetricsScope};
+pub use metrics::{
+    prometheus_names, CallbackError, CounterVec, GaugeVec, HistogramVec, IntCounterVec,
+    IntGaugeVec, MetricVec, MetricsRegistry, MetricsScope, VecChild,
+};
 pub use runtime::DistributedRuntime;
 pub use system_server::METRICS_CONTENT_TYPE;
 

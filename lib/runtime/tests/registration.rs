@@ -276,10 +276,9 @@ fn same_name_on_two_endpoints_is_one_family_with_two_series() {
 fn conflicts_name_the_family_the_difference_and_the_first_creation() {
     let drt = runtime();
     let comp = drt.namespace("ns").component("c");
+    let a = comp.endpoint("a");
     let first_line = line!() + 1;
-    comp.endpoint("a")
-        .create_counter("jobs_total", "Jobs", &[])
-        .unwrap();
+    a.create_counter("jobs_total", "Jobs", &[]).unwrap();
     let other = comp.endpoint("b");
     let cases = [
         (

@@ -4,7 +4,7 @@
 use super::expfmt::{self, ExternalFamilies};
 use super::prometheus_names::callback as names;
 use super::scope::ScopePath;
-use prometheus::IntCounterVec;
+use super::vec::IntCounterVec;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 

@@ -1,10 +1,8 @@
 //! The ten metric kinds the hierarchy can create, and how each is built from a
 //! [`MetricSpec`] and kept in the registry as a [`Handle`].
 
-use prometheus::{
-    Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec, Opts,
-};
+use super::vec::{CounterVec, GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, MetricVec};
+use prometheus::{Counter, Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, Opts};
 use std::collections::HashMap;
 
 /// The Prometheus type of a family, as written on its `# TYPE` line.
@@ -47,10 +45,6 @@ impl MetricSpec {
 
     fn histogram_opts(&self) -> HistogramOpts {
         HistogramOpts::from(self.opts()).buckets(self.buckets.clone())
-    }
-
-    fn var_labels(&self) -> Vec<&str> {
-        self.var_labels.iter().map(String::as_str).collect()
     }
 }
 
@@ -107,26 +101,11 @@ metric_kind!(IntGauge, Gauge, |s| IntGauge::with_opts(s.opts()));
 metric_kind!(Histogram, Histogram, |s| Histogram::with_opts(
     s.histogram_opts()
 ));
-metric_kind!(CounterVec, Counter, |s| CounterVec::new(
-    s.opts(),
-    &s.var_labels()
-));
-metric_kind!(IntCounterVec, Counter, |s| IntCounterVec::new(
-    s.opts(),
-    &s.var_labels()
-));
-metric_kind!(GaugeVec, Gauge, |s| GaugeVec::new(
-    s.opts(),
-    &s.var_labels()
-));
-metric_kind!(IntGaugeVec, Gauge, |s| IntGaugeVec::new(
-    s.opts(),
-    &s.var_labels()
-));
-metric_kind!(HistogramVec, Histogram, |s| HistogramVec::new(
-    s.histogram_opts(),
-    &s.var_labels()
-));
+metric_kind!(CounterVec, Counter, |s| MetricVec::new(s));
+metric_kind!(IntCounterVec, Counter, |s| MetricVec::new(s));
+metric_kind!(GaugeVec, Gauge, |s| MetricVec::new(s));
+metric_kind!(IntGaugeVec, Gauge, |s| MetricVec::new(s));
+metric_kind!(HistogramVec, Histogram, |s| MetricVec::new(s));
 
 impl Handle {
     /// The Rust type's name, for error messages.

@@ -29,6 +29,7 @@ mod render;
 mod scope;
 mod store;
 mod validate;
+pub mod vec;
 
 pub use callbacks::CallbackError;
 pub(crate) use registry::Registry;
@@ -36,12 +37,12 @@ pub(crate) use scope::ScopePath;
 
 use crate::MetricsError;
 use kind::{MetricKind, MetricSpec, PromType};
-use prometheus::{
-    Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec,
-};
+use prometheus::{Counter, Gauge, Histogram, IntCounter, IntGauge};
 use std::panic::Location;
 use std::sync::Arc;
+pub use vec::{
+    CounterVec, GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, MetricVec, VecChild,
+};
 
 /// The metrics of one object of the hierarchy: creates metrics that carry the
 /// object's hierarchy labels, registers scrape-time callbacks, and renders the

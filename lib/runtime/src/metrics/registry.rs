@@ -8,9 +8,10 @@ use super::prometheus_names::{callback as cb_names, labels, runtime as rt_names}
 use super::render;
 use super::scope::ScopePath;
 use super::store::Store;
+use super::vec::IntCounterVec;
 use crate::MetricsError;
 use parking_lot::RwLock;
-use prometheus::{Gauge, IntCounterVec};
+use prometheus::Gauge;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;

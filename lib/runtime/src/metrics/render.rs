@@ -8,7 +8,6 @@
 use super::kind::Handle;
 use super::scope::ScopePath;
 use super::store::{Family, Series};
-use prometheus::core::Collector;
 use prometheus::proto;
 
 /// Escapes a label value: `\` `"` and newline.
@@ -109,13 +108,20 @@ fn write_series_key(out: &mut String, name: &str, suffix: &str, labels: &str, le
     out.push_str("} ");
 }
 
-fn write_value_sample(out: &mut String, name: &str, labels: &str, value: f64) {
+pub(crate) fn write_value_sample(out: &mut String, name: &str, labels: &str, value: f64) {
     write_series_key(out, name, "", labels, None);
     write_f64(out, value);
     out.push('\n');
 }
 
-fn write_histogram(out: &mut String, name: &str, labels: &str, h: &proto::Histogram) {
+/// Writes an integer sample.
+pub(crate) fn write_int_sample(out: &mut String, name: &str, labels: &str, value: i128) {
+    write_series_key(out, name, "", labels, None);
+    out.push_str(itoa::Buffer::new().format(value));
+    out.push('\n');
+}
+
+pub(crate) fn write_histogram(out: &mut String, name: &str, labels: &str, h: &proto::Histogram) {
     for bucket in h.get_bucket() {
         write_series_key(out, name, "_bucket", labels, Some(bucket.upper_bound()));
         write_u64(out, bucket.cumulative_count());
@@ -132,69 +138,21 @@ fn write_histogram(out: &mut String, name: &str, labels: &str, h: &proto::Histog
     out.push('\n');
 }
 
-/// Writes the children of a vec, sorted by their labels.
-fn write_vec_children(out: &mut String, name: &str, family: proto::MetricFamily) {
-    let mut children: Vec<(String, &proto::Metric)> = family
-        .get_metric()
-        .iter()
-        .map(|m| {
-            let mut labels = String::new();
-            write_label_pairs(
-                &mut labels,
-                m.get_label().iter().map(|p| (p.name(), p.value())),
-            );
-            (labels, m)
-        })
-        .collect();
-    children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    for (labels, m) in children {
-        match family.get_field_type() {
-            proto::MetricType::COUNTER => {
-                write_value_sample(out, name, &labels, m.get_counter().get_value())
-            }
-            proto::MetricType::GAUGE => {
-                write_value_sample(out, name, &labels, m.get_gauge().get_value())
-            }
-            proto::MetricType::HISTOGRAM => write_histogram(out, name, &labels, m.get_histogram()),
-            _ => {}
-        }
-    }
-}
-
-fn collect_one(collector: &impl Collector) -> Option<proto::MetricFamily> {
-    collector.collect().into_iter().next()
-}
-
 /// Writes the samples of one series.
 pub(crate) fn write_series(out: &mut String, name: &str, series: &Series) {
     use prometheus::core::Metric;
     let labels = series.label_text.as_str();
-    let vec_family = match &series.handle {
-        Handle::Counter(m) => return write_value_sample(out, name, labels, m.get()),
-        Handle::Gauge(m) => return write_value_sample(out, name, labels, m.get()),
-        Handle::IntCounter(m) => {
-            write_series_key(out, name, "", labels, None);
-            write_u64(out, m.get());
-            out.push('\n');
-            return;
-        }
-        Handle::IntGauge(m) => {
-            write_series_key(out, name, "", labels, None);
-            out.push_str(itoa::Buffer::new().format(m.get()));
-            out.push('\n');
-            return;
-        }
-        Handle::Histogram(m) => {
-            return write_histogram(out, name, labels, m.metric().get_histogram())
-        }
-        Handle::CounterVec(v) => collect_one(v),
-        Handle::IntCounterVec(v) => collect_one(v),
-        Handle::GaugeVec(v) => collect_one(v),
-        Handle::IntGaugeVec(v) => collect_one(v),
-        Handle::HistogramVec(v) => collect_one(v),
-    };
-    if let Some(family) = vec_family {
-        write_vec_children(out, name, family);
+    match &series.handle {
+        Handle::Counter(m) => write_value_sample(out, name, labels, m.get()),
+        Handle::Gauge(m) => write_value_sample(out, name, labels, m.get()),
+        Handle::IntCounter(m) => write_int_sample(out, name, labels, i128::from(m.get())),
+        Handle::IntGauge(m) => write_int_sample(out, name, labels, i128::from(m.get())),
+        Handle::Histogram(m) => write_histogram(out, name, labels, m.metric().get_histogram()),
+        Handle::CounterVec(v) => v.write_samples(out),
+        Handle::IntCounterVec(v) => v.write_samples(out),
+        Handle::GaugeVec(v) => v.write_samples(out),
+        Handle::IntGaugeVec(v) => v.write_samples(out),
+        Handle::HistogramVec(v) => v.write_samples(out),
     }
 }
 

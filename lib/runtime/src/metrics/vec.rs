@@ -1,0 +1,556 @@
+//! Metrics with variable labels: [`CounterVec`], [`IntCounterVec`],
+//! [`GaugeVec`], [`IntGaugeVec`], [`HistogramVec`].
+//!
+//! They mirror the `prometheus` crate's `MetricVec` API (`with_label_values`,
+//! `get_metric_with_label_values`, `with`, `remove_label_values`, `reset`) and
+//! hand out the crate's own metric types as children, so updating a child
+//! costs what it costs in `prometheus`. Unlike the crate's vecs, each child's
+//! full label set is escaped once, when the child is created, and a scrape
+//! reads the children directly instead of building a snapshot of every
+//! child; and a wrong number of label values never panics.
+
+use super::kind::MetricSpec;
+use super::render;
+use crate::MetricsError;
+use parking_lot::RwLock;
+use prometheus::core::Metric as _;
+use prometheus::{Counter, Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, Opts};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+/// A counter with variable labels; children are [`prometheus::Counter`].
+pub type CounterVec = MetricVec<Counter>;
+/// An integer counter with variable labels; children are [`prometheus::IntCounter`].
+pub type IntCounterVec = MetricVec<IntCounter>;
+/// A gauge with variable labels; children are [`prometheus::Gauge`].
+pub type GaugeVec = MetricVec<Gauge>;
+/// An integer gauge with variable labels; children are [`prometheus::IntGauge`].
+pub type IntGaugeVec = MetricVec<IntGauge>;
+/// A histogram with variable labels; children are [`prometheus::Histogram`].
+pub type HistogramVec = MetricVec<Histogram>;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for prometheus::Counter {}
+    impl Sealed for prometheus::IntCounter {}
+    impl Sealed for prometheus::Gauge {}
+    impl Sealed for prometheus::IntGauge {}
+    impl Sealed for prometheus::Histogram {}
+}
+
+/// A metric type that can be the child of a [`MetricVec`]. Implemented for
+/// the five `prometheus` types the hierarchy creates; not implementable outside.
+pub trait VecChild: sealed::Sealed + Clone + Send + Sync + 'static {
+    #[doc(hidden)]
+    fn new_child(name: &str, help: &str, buckets: &[f64]) -> prometheus::Result<Self>;
+    #[doc(hidden)]
+    fn write_samples(&self, out: &mut String, name: &str, labels: &str);
+}
+
+impl VecChild for Counter {
+    fn new_child(name: &str, help: &str, _: &[f64]) -> prometheus::Result<Self> {
+        Counter::with_opts(Opts::new(name, help))
+    }
+    fn write_samples(&self, out: &mut String, name: &str, labels: &str) {
+        render::write_value_sample(out, name, labels, self.get());
+    }
+}
+
+impl VecChild for Gauge {
+    fn new_child(name: &str, help: &str, _: &[f64]) -> prometheus::Result<Self> {
+        Gauge::with_opts(Opts::new(name, help))
+    }
+    fn write_samples(&self, out: &mut String, name: &str, labels: &str) {
+        render::write_value_sample(out, name, labels, self.get());
+    }
+}
+
+impl VecChild for IntCounter {
+    fn new_child(name: &str, help: &str, _: &[f64]) -> prometheus::Result<Self> {
+        IntCounter::with_opts(Opts::new(name, help))
+    }
+    fn write_samples(&self, out: &mut String, name: &str, labels: &str) {
+        render::write_int_sample(out, name, labels, self.get() as i128);
+    }
+}
+
+impl VecChild for IntGauge {
+    fn new_child(name: &str, help: &str, _: &[f64]) -> prometheus::Result<Self> {
+        IntGauge::with_opts(Opts::new(name, help))
+    }
+    fn write_samples(&self, out: &mut String, name: &str, labels: &str) {
+        render::write_int_sample(out, name, labels, self.get() as i128);
+    }
+}
+
+impl VecChild for Histogram {
+    fn new_child(name: &str, help: &str, buckets: &[f64]) -> prometheus::Result<Self> {
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+    }
+    fn write_samples(&self, out: &mut String, name: &str, labels: &str) {
+        render::write_histogram(out, name, labels, self.metric().get_histogram());
+    }
+}
+
+/// A hasher for keys that are hashes already.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// FNV-1a over the values, with a separator so that `["ab", "c"]` and
+/// `["a", "bc"]` differ.
+#[inline]
+fn hash_values<V: AsRef<str>>(values: &[V]) -> u64 {
+    let mut h = fnv::FnvHasher::default();
+    for v in values {
+        h.write(v.as_ref().as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+struct Child<M> {
+    values: Box<[String]>,
+    /// Constant and variable labels, sorted by name, escaped: `a="x",b="y"`.
+    labels: String,
+    metric: M,
+}
+
+struct VecCore<M> {
+    name: String,
+    help: String,
+    label_names: Box<[String]>,
+    /// Sorted by name.
+    const_labels: Vec<(String, String)>,
+    buckets: Vec<f64>,
+    /// Handed out for updates with the wrong labels: counts, but is never exported.
+    detached: M,
+    children: RwLock<Children<M>>,
+}
+
+/// Children by the hash of their values. The first child of a hash sits in
+/// the map itself (one lookup on the hot path); any other child whose values
+/// hash alike goes to `collided`, searched only when the map's child differs.
+struct Children<M> {
+    by_hash: HashMap<u64, Child<M>, BuildHasherDefault<PreHashed>>,
+    collided: Vec<(u64, Child<M>)>,
+}
+
+impl<M> Default for Children<M> {
+    fn default() -> Self {
+        Self {
+            by_hash: HashMap::default(),
+            collided: Vec::new(),
+        }
+    }
+}
+
+impl<M: Clone> Children<M> {
+    #[inline]
+    fn find<V: AsRef<str>>(&self, hash: u64, values: &[V]) -> Option<&Child<M>> {
+        match self.by_hash.get(&hash) {
+            Some(c) if same_values(&c.values, values) => Some(c),
+            Some(_) => self
+                .collided
+                .iter()
+                .find(|(h, c)| *h == hash && same_values(&c.values, values))
+                .map(|(_, c)| c),
+            None => None,
+        }
+    }
+
+    fn insert(&mut self, hash: u64, child: Child<M>) {
+        match self.by_hash.entry(hash) {
+            Entry::Occupied(_) => self.collided.push((hash, child)),
+            Entry::Vacant(slot) => {
+                slot.insert(child);
+            }
+        }
+    }
+
+    fn remove<V: AsRef<str>>(&mut self, hash: u64, values: &[V]) -> bool {
+        if let Some(at) = self
+            .collided
+            .iter()
+            .position(|(h, c)| *h == hash && same_values(&c.values, values))
+        {
+            self.collided.swap_remove(at);
+            return true;
+        }
+        if !self
+            .by_hash
+            .get(&hash)
+            .is_some_and(|c| same_values(&c.values, values))
+        {
+            return false;
+        }
+        self.by_hash.remove(&hash);
+        // Promote a collided child of the same hash into the map.
+        if let Some(at) = self.collided.iter().position(|(h, _)| *h == hash) {
+            let (_, child) = self.collided.swap_remove(at);
+            self.by_hash.insert(hash, child);
+        }
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.by_hash.len() + self.collided.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Child<M>> {
+        self.by_hash
+            .values()
+            .chain(self.collided.iter().map(|(_, c)| c))
+    }
+}
+
+/// A metric with variable labels, created by the hierarchy's `create_*vec`
+/// methods. Cheap to clone: clones share the children.
+///
+/// ```
+/// # let drt = dynamo_runtime::DistributedRuntime::new()?;
+/// let ep = drt.namespace("ns").component("c").endpoint("e");
+/// let by_model = ep.metrics().create_intcountervec("requests", "Requests", &["model"], &[])?;
+/// by_model.with_label_values(&["llama"]).inc();
+/// assert_eq!(by_model.get_metric_with_label_values(&["llama"])?.get(), 1);
+/// assert!(by_model.get_metric_with_label_values(&["llama", "extra"]).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct MetricVec<M: VecChild> {
+    core: Arc<VecCore<M>>,
+}
+
+impl<M: VecChild> Clone for MetricVec<M> {
+    fn clone(&self) -> Self {
+        Self {
+            core: self.core.clone(),
+        }
+    }
+}
+
+impl<M: VecChild> std::fmt::Debug for MetricVec<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricVec")
+            .field("name", &self.core.name)
+            .field("label_names", &self.core.label_names)
+            .field("children", &self.core.children.read().len())
+            .finish()
+    }
+}
+
+impl<M: VecChild> MetricVec<M> {
+    pub(crate) fn new(spec: &MetricSpec) -> prometheus::Result<Self> {
+        // Also lets the crate check the name and help once, as it would per child.
+        let detached = M::new_child(&spec.name, &spec.help, &spec.buckets)?;
+        Ok(Self {
+            core: Arc::new(VecCore {
+                name: spec.name.clone(),
+                help: spec.help.clone(),
+                label_names: spec.var_labels.clone().into_boxed_slice(),
+                const_labels: spec.const_labels.clone(),
+                buckets: spec.buckets.clone(),
+                detached,
+                children: RwLock::new(Children::default()),
+            }),
+        })
+    }
+
+    /// The exposed name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// The variable label names, in the order label values are given.
+    pub fn label_names(&self) -> &[String] {
+        &self.core.label_names
+    }
+
+    /// The constant labels (automatic and user-given), sorted by name.
+    pub fn const_labels(&self) -> &[(String, String)] {
+        &self.core.const_labels
+    }
+
+    /// The child for these label values (in the order of [`Self::label_names`]),
+    /// created on first use. A wrong number of values is an error naming them.
+    pub fn get_metric_with_label_values<V: AsRef<str>>(
+        &self,
+        values: &[V],
+    ) -> Result<M, MetricsError> {
+        if values.len() != self.core.label_names.len() {
+            return Err(
+                self.cardinality_error(values.iter().map(|v| v.as_ref().to_owned()).collect())
+            );
+        }
+        let hash = hash_values(values);
+        if let Some(metric) = self.find(hash, values) {
+            return Ok(metric);
+        }
+        self.insert(hash, values)
+    }
+
+    /// Like [`Self::get_metric_with_label_values`], but never fails: on a
+    /// wrong number of values it logs an error and returns a metric that is
+    /// not exported (where `prometheus` would panic).
+    #[inline]
+    pub fn with_label_values<V: AsRef<str>>(&self, values: &[V]) -> M {
+        if values.len() == self.core.label_names.len() {
+            if let Some(metric) = self.find(hash_values(values), values) {
+                return metric;
+            }
+        }
+        self.get_metric_with_label_values(values)
+            .unwrap_or_else(|e| self.detached(e))
+    }
+
+    /// The child for these labels, given by name. Every variable label must be
+    /// given, and no other.
+    pub fn get_metric_with<V: AsRef<str>, S: BuildHasher>(
+        &self,
+        labels: &HashMap<&str, V, S>,
+    ) -> Result<M, MetricsError> {
+        let values: Option<Vec<&str>> = self
+            .core
+            .label_names
+            .iter()
+            .map(|n| labels.get(n.as_str()).map(AsRef::as_ref))
+            .collect();
+        match values {
+            Some(values) if labels.len() == values.len() => {
+                self.get_metric_with_label_values(&values)
+            }
+            _ => {
+                let mut given: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={:?}", v.as_ref()))
+                    .collect();
+                given.sort();
+                Err(self.cardinality_error(given))
+            }
+        }
+    }
+
+    /// Like [`Self::get_metric_with`], but never fails (see [`Self::with_label_values`]).
+    pub fn with<V: AsRef<str>, S: BuildHasher>(&self, labels: &HashMap<&str, V, S>) -> M {
+        self.get_metric_with(labels)
+            .unwrap_or_else(|e| self.detached(e))
+    }
+
+    /// Removes the child for these label values; an error if there is none.
+    pub fn remove_label_values<V: AsRef<str>>(&self, values: &[V]) -> Result<(), MetricsError> {
+        let hash = hash_values(values);
+        if self.core.children.write().remove(hash, values) {
+            return Ok(());
+        }
+        Err(MetricsError::LabelValues {
+            metric: self.core.name.clone(),
+            reason: format!(
+                "no child with label values {:?}",
+                values.iter().map(AsRef::as_ref).collect::<Vec<_>>()
+            ),
+        })
+    }
+
+    /// Removes every child.
+    pub fn reset(&self) {
+        *self.core.children.write() = Children::default();
+    }
+
+    #[inline]
+    fn find<V: AsRef<str>>(&self, hash: u64, values: &[V]) -> Option<M> {
+        self.core
+            .children
+            .read()
+            .find(hash, values)
+            .map(|c| c.metric.clone())
+    }
+
+    fn insert<V: AsRef<str>>(&self, hash: u64, values: &[V]) -> Result<M, MetricsError> {
+        let core = &*self.core;
+        let mut children = core.children.write();
+        if let Some(c) = children.find(hash, values) {
+            return Ok(c.metric.clone());
+        }
+        let metric = M::new_child(&core.name, &core.help, &core.buckets).map_err(|source| {
+            MetricsError::Prometheus {
+                metric: core.name.clone(),
+                source,
+            }
+        })?;
+        let mut all: Vec<(&str, &str)> = core
+            .const_labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(
+                core.label_names
+                    .iter()
+                    .map(String::as_str)
+                    .zip(values.iter().map(AsRef::as_ref)),
+            )
+            .collect();
+        all.sort_unstable_by_key(|(k, _)| *k);
+        let mut labels = String::new();
+        render::write_label_pairs(&mut labels, all);
+        children.insert(
+            hash,
+            Child {
+                values: values.iter().map(|v| v.as_ref().to_owned()).collect(),
+                labels,
+                metric: metric.clone(),
+            },
+        );
+        Ok(metric)
+    }
+
+    fn cardinality_error(&self, given: Vec<String>) -> MetricsError {
+        MetricsError::LabelValues {
+            metric: self.core.name.clone(),
+            reason: format!(
+                "expected values for the labels {:?}, got {:?}",
+                self.core.label_names, given
+            ),
+        }
+    }
+
+    fn detached(&self, error: MetricsError) -> M {
+        tracing::error!(error = %error, "metric update dropped");
+        self.core.detached.clone()
+    }
+
+    /// Writes every child's samples, sorted by labels.
+    pub(crate) fn write_samples(&self, out: &mut String) {
+        let children = self.core.children.read();
+        let mut sorted: Vec<&Child<M>> = children.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        for child in sorted {
+            child
+                .metric
+                .write_samples(out, &self.core.name, &child.labels);
+        }
+    }
+}
+
+#[inline]
+fn same_values<V: AsRef<str>>(stored: &[String], values: &[V]) -> bool {
+    stored.len() == values.len() && stored.iter().zip(values).all(|(a, b)| a == b.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(var: &[&str]) -> MetricSpec {
+        MetricSpec {
+            name: "x_total".into(),
+            help: "h".into(),
+            const_labels: vec![("dynamo_namespace".into(), "ns".into())],
+            var_labels: var.iter().map(|s| (*s).to_owned()).collect(),
+            buckets: vec![1.0],
+        }
+    }
+
+    #[test]
+    fn values_that_concatenate_alike_are_different_children() {
+        let v = CounterVec::new(&spec(&["a", "b"])).unwrap();
+        v.with_label_values(&["ab", "c"]).inc();
+        v.with_label_values(&["a", "bc"]).inc_by(2.0);
+        assert_eq!(v.with_label_values(&["ab", "c"]).get(), 1.0);
+        assert_eq!(v.with_label_values(&["a", "bc"]).get(), 2.0);
+    }
+
+    #[test]
+    fn children_that_share_a_hash_are_kept_apart() {
+        let mut children: Children<u32> = Children::default();
+        let child = |v: &str, m| Child {
+            values: vec![v.to_owned()].into(),
+            labels: String::new(),
+            metric: m,
+        };
+        children.insert(7, child("a", 1));
+        children.insert(7, child("b", 2));
+        assert_eq!(children.find(7, &["a"]).map(|c| c.metric), Some(1));
+        assert_eq!(children.find(7, &["b"]).map(|c| c.metric), Some(2));
+        assert!(children.find(7, &["c"]).is_none());
+        assert!(children.remove(7, &["a"]));
+        assert_eq!(
+            children.find(7, &["b"]).map(|c| c.metric),
+            Some(2),
+            "promoted"
+        );
+        assert_eq!(children.len(), 1);
+        assert!(!children.remove(7, &["a"]));
+    }
+
+    #[test]
+    fn children_render_sorted_with_all_labels() {
+        let v = IntGaugeVec::new(&spec(&["z", "a"])).unwrap();
+        v.with_label_values(&["2", "q\""]).set(5);
+        v.with_label_values(&["1", "p"]).set(-1);
+        let mut out = String::new();
+        v.write_samples(&mut out);
+        assert_eq!(
+            out,
+            "x_total{a=\"p\",dynamo_namespace=\"ns\",z=\"1\"} -1\n\
+             x_total{a=\"q\\\"\",dynamo_namespace=\"ns\",z=\"2\"} 5\n"
+        );
+    }
+
+    #[test]
+    fn wrong_cardinality_is_an_error_or_a_detached_child() {
+        let v = CounterVec::new(&spec(&["a", "b"])).unwrap();
+        let e = v
+            .get_metric_with_label_values(&["only"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x_total") && e.contains("\"only\"") && e.contains("\"a\""),
+            "{e}"
+        );
+        v.with_label_values(&["only"]).inc(); // no panic, not exported
+        let mut out = String::new();
+        v.write_samples(&mut out);
+        assert_eq!(out, "");
+        let mut by_name = HashMap::new();
+        by_name.insert("a", "1");
+        assert!(v.get_metric_with(&by_name).is_err());
+        by_name.insert("b", "2");
+        v.with(&by_name).inc();
+        assert_eq!(v.with_label_values(&["1", "2"]).get(), 1.0);
+        by_name.insert("c", "3");
+        assert!(v.get_metric_with(&by_name).is_err());
+    }
+
+    #[test]
+    fn remove_and_reset() {
+        let v = HistogramVec::new(&spec(&["a"])).unwrap();
+        v.with_label_values(&["x"]).observe(0.5);
+        v.with_label_values(&["y"]).observe(2.0);
+        v.remove_label_values(&["x"]).unwrap();
+        assert!(v.remove_label_values(&["x"]).is_err());
+        let mut out = String::new();
+        v.write_samples(&mut out);
+        assert!(out.contains("a=\"y\"") && !out.contains("a=\"x\""), "{out}");
+        assert!(
+            out.contains("x_total_bucket{a=\"y\",dynamo_namespace=\"ns\",le=\"1\"} 0"),
+            "{out}"
+        );
+        v.reset();
+        let mut out = String::new();
+        v.write_samples(&mut out);
+        assert_eq!(out, "");
+    }
+}
