@@ -56,3 +56,46 @@ fn example_serves_the_guide_metrics() {
     }
     drop(child);
 }
+
+/// Runs the example with these environment variables and returns its exit
+/// code and stderr; it must stop by itself.
+fn run_expecting_exit(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_metrics_server"));
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = Kill(cmd.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut child = child;
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code(), err);
+        }
+        assert!(Instant::now() < deadline, "the example did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn bad_port_is_a_clear_startup_error() {
+    let (code, err) = run_expecting_exit(&[("DYN_SYSTEM_PORT", "eighty")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("DYN_SYSTEM_PORT") && err.contains("\"eighty\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn port_in_use_is_a_clear_startup_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (code, err) =
+        run_expecting_exit(&[("DYN_SYSTEM_PORT", &port), ("DYN_SYSTEM_HOST", "127.0.0.1")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
