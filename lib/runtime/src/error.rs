@@ -106,6 +106,9 @@ pub enum RuntimeError {
         #[source]
         source: io::Error,
     },
+    /// The runtime's built-in metrics could not be registered.
+    #[error("cannot register the runtime's built-in metrics: {0}")]
+    Metrics(#[from] MetricsError),
     /// The async runtime could not be built.
     #[error("cannot start the async runtime: {0}")]
     AsyncRuntime(#[source] io::Error),

@@ -88,11 +88,7 @@ impl DistributedRuntime {
                 AsyncRuntime::Owned(Some(rt), handle)
             }
         };
-        let registry = Arc::new(Registry::new(start).map_err(|e| {
-            RuntimeError::AsyncRuntime(std::io::Error::other(format!(
-                "built-in metrics could not be registered: {e}"
-            )))
-        })?);
+        let registry = Arc::new(Registry::new(start)?);
         let health = Arc::new(Health::default());
         let system_server = match &config.system_server {
             SystemServerConfig::Disabled => None,
