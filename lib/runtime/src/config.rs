@@ -9,6 +9,23 @@ pub const ENV_SYSTEM_HOST: &str = "DYN_SYSTEM_HOST";
 /// Default of [`ENV_SYSTEM_HOST`].
 pub const DEFAULT_SYSTEM_HOST: &str = "0.0.0.0";
 
+/// Environment variable: URL of the NATS server; when set, the request plane
+/// is NATS (requests and instance discovery across processes), else in-process.
+pub const ENV_NATS_SERVER: &str = "NATS_SERVER";
+
+/// The transport of requests between endpoints and clients.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RequestPlaneConfig {
+    /// Within this process only (the default; needs no external service).
+    #[default]
+    InProcess,
+    /// Over NATS, with discovery in a JetStream key-value bucket.
+    Nats {
+        /// e.g. `nats://127.0.0.1:4222`.
+        url: String,
+    },
+}
+
 /// Whether and where the system status server (`/metrics`, `/health`, `/live`) listens.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum SystemServerConfig {
@@ -31,6 +48,7 @@ pub enum SystemServerConfig {
 /// use dynamo_runtime::{DistributedRuntime, RuntimeConfig, SystemServerConfig};
 /// let config = RuntimeConfig {
 ///     system_server: SystemServerConfig::Enabled { host: "127.0.0.1".into(), port: 0 },
+///     ..Default::default()
 /// };
 /// let drt = DistributedRuntime::from_config(config)?;
 /// assert!(drt.system_server_addr().is_some());
@@ -40,10 +58,12 @@ pub enum SystemServerConfig {
 pub struct RuntimeConfig {
     /// The system status server.
     pub system_server: SystemServerConfig,
+    /// The request plane.
+    pub request_plane: RequestPlaneConfig,
 }
 
 impl RuntimeConfig {
-    /// Reads `DYN_SYSTEM_PORT` and `DYN_SYSTEM_HOST`.
+    /// Reads `DYN_SYSTEM_PORT`, `DYN_SYSTEM_HOST` and `NATS_SERVER`.
     pub fn from_env() -> Result<Self, RuntimeError> {
         Self::from_lookup(|var| std::env::var(var).ok())
     }
@@ -67,7 +87,16 @@ impl RuntimeConfig {
                 }
             }
         };
-        Ok(Self { system_server })
+        let request_plane = match lookup(ENV_NATS_SERVER).filter(|u| !u.trim().is_empty()) {
+            Some(url) => RequestPlaneConfig::Nats {
+                url: url.trim().to_owned(),
+            },
+            None => RequestPlaneConfig::InProcess,
+        };
+        Ok(Self {
+            system_server,
+            request_plane,
+        })
     }
 }
 
@@ -94,6 +123,24 @@ mod tests {
             ENV_SYSTEM_HOST => host.map(str::to_owned),
             _ => None,
         })
+    }
+
+    #[test]
+    fn nats_server_selects_the_nats_plane() {
+        let c = RuntimeConfig::from_lookup(|v| {
+            (v == ENV_NATS_SERVER).then(|| " nats://h:4222 ".to_owned())
+        })
+        .unwrap();
+        assert_eq!(
+            c.request_plane,
+            RequestPlaneConfig::Nats {
+                url: "nats://h:4222".into()
+            }
+        );
+        assert_eq!(
+            config(None, None).unwrap().request_plane,
+            RequestPlaneConfig::InProcess
+        );
     }
 
     #[test]

@@ -29,18 +29,44 @@ pub struct HealthReport {
 /// The health state shared by the runtime and its system server.
 #[derive(Default)]
 pub(crate) struct Health {
-    endpoints: RwLock<BTreeMap<String, HealthStatus>>,
+    /// Each endpoint's status and how many instances of it this process serves.
+    endpoints: RwLock<BTreeMap<String, (HealthStatus, usize)>>,
 }
 
 impl Health {
     /// Records the status of an endpoint.
-    #[allow(dead_code)] // used once endpoints are served
+    #[cfg(test)]
     pub(crate) fn set_endpoint(&self, name: String, status: HealthStatus) {
-        self.endpoints.write().insert(name, status);
+        self.endpoints.write().entry(name).or_insert((status, 1)).0 = status;
+    }
+
+    /// An instance of the endpoint is serving.
+    pub(crate) fn add_instance(&self, name: String) {
+        let mut endpoints = self.endpoints.write();
+        let entry = endpoints.entry(name).or_insert((HealthStatus::Ready, 0));
+        entry.0 = HealthStatus::Ready;
+        entry.1 += 1;
+    }
+
+    /// An instance of the endpoint stopped; the endpoint is no longer listed
+    /// when none is left.
+    pub(crate) fn remove_instance(&self, name: &str) {
+        let mut endpoints = self.endpoints.write();
+        if let Some(entry) = endpoints.get_mut(name) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                endpoints.remove(name);
+            }
+        }
     }
 
     pub(crate) fn report(&self, uptime: f64) -> HealthReport {
-        let endpoints = self.endpoints.read().clone();
+        let endpoints: BTreeMap<String, HealthStatus> = self
+            .endpoints
+            .read()
+            .iter()
+            .map(|(k, (status, _))| (k.clone(), *status))
+            .collect();
         let status = if endpoints.values().all(|s| *s == HealthStatus::Ready) {
             HealthStatus::Ready
         } else {
@@ -57,6 +83,17 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_are_listed_while_an_instance_serves() {
+        let h = Health::default();
+        h.add_instance("a".into());
+        h.add_instance("a".into());
+        h.remove_instance("a");
+        assert_eq!(h.report(0.0).endpoints.get("a"), Some(&HealthStatus::Ready));
+        h.remove_instance("a");
+        assert!(h.report(0.0).endpoints.is_empty());
+    }
 
     #[test]
     fn ready_only_when_all_endpoints_are() {

@@ -22,11 +22,13 @@ mod error;
 mod health;
 mod hierarchy;
 mod metrics;
+pub mod request_plane;
 mod runtime;
 mod system_server;
 
 pub use config::{
-    RuntimeConfig, SystemServerConfig, DEFAULT_SYSTEM_HOST, ENV_SYSTEM_HOST, ENV_SYSTEM_PORT,
+    RequestPlaneConfig, RuntimeConfig, SystemServerConfig, DEFAULT_SYSTEM_HOST, ENV_NATS_SERVER,
+    ENV_SYSTEM_HOST, ENV_SYSTEM_PORT,
 };
 pub use error::{MetricsError, RuntimeError};
 pub use health::{HealthReport, HealthStatus};

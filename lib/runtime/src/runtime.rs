@@ -2,10 +2,11 @@
 //! registry, the health state, the system status server and (when created
 //! outside an async context) its own tokio runtime.
 
-use crate::config::{RuntimeConfig, SystemServerConfig};
+use crate::config::{RequestPlaneConfig, RuntimeConfig, SystemServerConfig};
 use crate::health::{Health, HealthReport};
 use crate::hierarchy::Namespace;
 use crate::metrics::{MetricsRegistry, MetricsScope, Registry, ScopePath};
+use crate::request_plane::{LocalPlane, NatsPlane, Plane};
 use crate::system_server::{self, ServerState, SystemServer};
 use crate::RuntimeError;
 use std::net::SocketAddr;
@@ -33,6 +34,9 @@ struct Inner {
     metrics: MetricsScope,
     health: Arc<Health>,
     start: Instant,
+    request_plane: RequestPlaneConfig,
+    local_plane: Arc<LocalPlane>,
+    nats_plane: tokio::sync::OnceCell<Arc<NatsPlane>>,
     // Declared before `tokio` so that it stops before the runtime does.
     system_server: Option<SystemServer>,
     tokio: AsyncRuntime,
@@ -108,6 +112,9 @@ impl DistributedRuntime {
                 metrics: MetricsScope::new(registry, ScopePath::root()),
                 health,
                 start,
+                request_plane: config.request_plane,
+                local_plane: Arc::default(),
+                nats_plane: tokio::sync::OnceCell::new(),
                 system_server,
                 tokio,
             }),
@@ -139,6 +146,25 @@ impl DistributedRuntime {
     /// Time since the runtime was created.
     pub fn uptime(&self) -> std::time::Duration {
         self.inner.start.elapsed()
+    }
+
+    /// The request plane, connecting to NATS on first use when configured.
+    pub(crate) async fn plane(&self) -> Result<Plane, String> {
+        match &self.inner.request_plane {
+            RequestPlaneConfig::InProcess => Ok(Plane::Local(self.inner.local_plane.clone())),
+            RequestPlaneConfig::Nats { url } => {
+                let plane = self
+                    .inner
+                    .nats_plane
+                    .get_or_try_init(|| NatsPlane::connect(url))
+                    .await?;
+                Ok(Plane::Nats(plane.clone()))
+            }
+        }
+    }
+
+    pub(crate) fn health_state(&self) -> &Health {
+        &self.inner.health
     }
 
     /// The tokio runtime the runtime's tasks run on. From a synchronous

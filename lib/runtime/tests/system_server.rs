@@ -72,6 +72,7 @@ fn port_in_use_is_a_clear_error() {
             host: "127.0.0.1".into(),
             port,
         },
+        ..Default::default()
     })
     .unwrap_err();
     assert!(matches!(err, RuntimeError::Bind { .. }), "{err:?}");
@@ -88,6 +89,7 @@ fn bad_host_is_a_clear_error() {
             host: "no such host!".into(),
             port: 0,
         },
+        ..Default::default()
     })
     .unwrap_err();
     assert!(err.to_string().contains("no such host!"), "{err}");

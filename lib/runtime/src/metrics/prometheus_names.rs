@@ -30,6 +30,8 @@ pub mod labels {
     /// The hierarchy labels, from the top level down.
     pub const HIERARCHY: [&str; 3] = [NAMESPACE, COMPONENT, ENDPOINT];
 
+    /// Label of [`super::work_handler::ERRORS_TOTAL`]: one of [`super::work_handler::error_type`].
+    pub const ERROR_TYPE: &str = "error_type";
     /// Label of [`super::callback::FAILURES_TOTAL`]: which kind of callback failed.
     pub const CALLBACK: &str = "callback";
     /// Label of [`super::callback::FAILURES_TOTAL`]: how it failed.
@@ -37,6 +39,55 @@ pub mod labels {
 
     /// Label names Prometheus reserves for histogram and summary samples.
     pub const RESERVED: [&str; 2] = ["le", "quantile"];
+}
+
+/// The metrics every served endpoint records with no code from its author
+/// (hierarchy labels of the endpoint).
+pub mod work_handler {
+    /// Requests received (counter).
+    pub const REQUESTS_TOTAL: &str = "dynamo_component_requests_total";
+    /// Bytes of serialized request payloads received (counter).
+    pub const REQUEST_BYTES_TOTAL: &str = "dynamo_component_request_bytes_total";
+    /// Bytes of serialized response items sent (counter).
+    pub const RESPONSE_BYTES_TOTAL: &str = "dynamo_component_response_bytes_total";
+    /// Requests that ended in an error, by `error_type` (counter).
+    pub const ERRORS_TOTAL: &str = "dynamo_component_errors_total";
+    /// Time from receiving a request to its last response (histogram).
+    pub const REQUEST_DURATION_SECONDS: &str = "dynamo_component_request_duration_seconds";
+    /// Requests being processed now (gauge).
+    pub const CONCURRENT_REQUESTS: &str = "dynamo_component_concurrent_requests";
+
+    /// Buckets of [`REQUEST_DURATION_SECONDS`]: 1 ms to 10 minutes, since a
+    /// streamed LLM request can last minutes.
+    pub const REQUEST_DURATION_BUCKETS: [f64; 18] = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        120.0, 300.0, 600.0,
+    ];
+
+    /// The closed set of `error_type` values of [`ERRORS_TOTAL`].
+    pub mod error_type {
+        /// The request payload did not deserialize into the endpoint's request type.
+        pub const INVALID_REQUEST: &str = "invalid_request";
+        /// The handler returned an error, before or during its response stream.
+        pub const HANDLER: &str = "handler";
+        /// The handler panicked, before or during its response stream.
+        pub const PANIC: &str = "panic";
+        /// A response item could not be serialized.
+        pub const RESPONSE_ENCODING: &str = "response_encoding";
+        /// The caller cancelled (dropped the response stream) or went away before the end.
+        pub const CANCELLED: &str = "cancelled";
+        /// A response could not be handed to the transport.
+        pub const TRANSPORT: &str = "transport";
+        /// Every value, in the order above.
+        pub const ALL: [&str; 6] = [
+            INVALID_REQUEST,
+            HANDLER,
+            PANIC,
+            RESPONSE_ENCODING,
+            CANCELLED,
+            TRANSPORT,
+        ];
+    }
 }
 
 /// Metrics of the runtime itself (no hierarchy labels).

@@ -163,6 +163,7 @@ pub fn runtime_with_server() -> DistributedRuntime {
             host: "127.0.0.1".into(),
             port: 0,
         },
+        ..Default::default()
     })
     .unwrap()
 }

@@ -1,0 +1,293 @@
+//! Calling an endpoint: instance discovery, routing, and the response stream
+//! that cancels the request when dropped.
+
+use super::driver::Frame;
+use super::{CallError, EndpointPath, InstanceId, Plane};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+/// Cancels a request on the server.
+pub(crate) type Canceller = Box<dyn FnOnce() + Send>;
+
+/// A started request: its frames and how to cancel it.
+pub(crate) struct Started {
+    pub frames: BoxStream<'static, Frame>,
+    pub cancel: Canceller,
+}
+
+/// A client of one endpoint. Cheap to clone.
+///
+/// Round-robin and random routing skip instances that have gone away, so a
+/// call fails only when no instance is left.
+pub struct Client<Req, Resp> {
+    inner: Arc<Inner>,
+    _types: PhantomData<fn(Req) -> Resp>,
+}
+
+impl<Req, Resp> Clone for Client<Req, Resp> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+struct Inner {
+    path: EndpointPath,
+    plane: Plane,
+    next: AtomicUsize,
+}
+
+impl<Req, Resp> Client<Req, Resp>
+where
+    Req: Serialize,
+    Resp: DeserializeOwned + Send + 'static,
+{
+    pub(crate) async fn new(path: EndpointPath, plane: Plane) -> Result<Self, CallError> {
+        if let Plane::Nats(nats) = &plane {
+            nats.watch(&path).await?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                plane,
+                next: AtomicUsize::new(0),
+            }),
+            _types: PhantomData,
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        self.inner.path.to_string()
+    }
+
+    /// The live instances known now, sorted.
+    pub fn instance_ids(&self) -> Vec<InstanceId> {
+        let mut ids = match &self.inner.plane {
+            Plane::Local(local) => local.instances(&self.inner.path),
+            Plane::Nats(nats) => nats.instances(&self.inner.path),
+        };
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Waits until at least one instance is serving.
+    pub async fn wait_for_instances(
+        &self,
+        timeout: Duration,
+    ) -> Result<Vec<InstanceId>, CallError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = match &self.inner.plane {
+            Plane::Local(local) => Some(local.subscribe_changes()),
+            Plane::Nats(_) => None,
+        };
+        loop {
+            let ids = self.instance_ids();
+            if !ids.is_empty() {
+                return Ok(ids);
+            }
+            let wait = async {
+                match changes.as_mut() {
+                    Some(rx) => {
+                        let _ = rx.changed().await;
+                    }
+                    None => match &self.inner.plane {
+                        Plane::Nats(nats) => nats.refresh(&self.inner.path).await,
+                        Plane::Local(_) => {}
+                    },
+                }
+            };
+            if tokio::time::timeout_at(deadline, wait).await.is_err() {
+                return Err(CallError::Timeout {
+                    endpoint: self.endpoint(),
+                    waited: timeout,
+                });
+            }
+            if matches!(self.inner.plane, Plane::Nats(_)) && self.instance_ids().is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Sends the request to the next instance in turn.
+    pub async fn round_robin(&self, request: Req) -> Result<ResponseReceiver<Resp>, CallError> {
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        self.routed(request, start).await
+    }
+
+    /// Sends the request to a random instance.
+    pub async fn random(&self, request: Req) -> Result<ResponseReceiver<Resp>, CallError> {
+        self.routed(request, fastrand::usize(..)).await
+    }
+
+    /// Sends the request with the default routing (round-robin).
+    pub async fn generate(&self, request: Req) -> Result<ResponseReceiver<Resp>, CallError> {
+        self.round_robin(request).await
+    }
+
+    /// Sends the request to one chosen instance.
+    pub async fn direct(
+        &self,
+        request: Req,
+        instance: InstanceId,
+    ) -> Result<ResponseReceiver<Resp>, CallError> {
+        let payload = self.encode(&request)?;
+        self.start(instance, payload).await
+    }
+
+    async fn routed(
+        &self,
+        request: Req,
+        start: usize,
+    ) -> Result<ResponseReceiver<Resp>, CallError> {
+        let payload = self.encode(&request)?;
+        let mut ids = self.instance_ids();
+        if ids.is_empty() {
+            if let Plane::Nats(nats) = &self.inner.plane {
+                nats.refresh(&self.inner.path).await;
+                ids = self.instance_ids();
+            }
+        }
+        if ids.is_empty() {
+            return Err(CallError::NoInstances {
+                endpoint: self.endpoint(),
+            });
+        }
+        let mut last_error = None;
+        for k in 0..ids.len() {
+            let id = ids[(start + k) % ids.len()];
+            match self.start(id, payload.clone()).await {
+                Err(e @ CallError::InstanceNotFound { .. }) => {
+                    tracing::debug!(endpoint = %self.inner.path, instance = id, "instance gone; trying the next one");
+                    last_error = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last_error.unwrap_or(CallError::NoInstances {
+            endpoint: self.endpoint(),
+        }))
+    }
+
+    fn encode(&self, request: &Req) -> Result<bytes::Bytes, CallError> {
+        serde_json::to_vec(request)
+            .map(bytes::Bytes::from)
+            .map_err(|e| CallError::RequestEncoding {
+                endpoint: self.endpoint(),
+                message: e.to_string(),
+            })
+    }
+
+    async fn start(
+        &self,
+        instance: InstanceId,
+        payload: bytes::Bytes,
+    ) -> Result<ResponseReceiver<Resp>, CallError> {
+        let started = match &self.inner.plane {
+            Plane::Local(local) => {
+                let (mut rx, token) = local.call(&self.inner.path, instance, payload)?;
+                Started {
+                    frames: futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed(),
+                    cancel: Box::new(move || token.cancel()),
+                }
+            }
+            Plane::Nats(nats) => nats.call(&self.inner.path, instance, payload).await?,
+        };
+        Ok(ResponseReceiver {
+            endpoint: self.endpoint(),
+            instance,
+            frames: started.frames,
+            cancel: Some(started.cancel),
+            done: false,
+            _types: PhantomData,
+        })
+    }
+}
+
+/// The responses of one request. Dropping it before the end cancels the
+/// request on the server.
+pub struct ResponseReceiver<Resp> {
+    endpoint: String,
+    instance: InstanceId,
+    frames: BoxStream<'static, Frame>,
+    cancel: Option<Canceller>,
+    done: bool,
+    _types: PhantomData<fn() -> Resp>,
+}
+
+impl<Resp: DeserializeOwned> ResponseReceiver<Resp> {
+    /// The instance serving this request.
+    pub fn instance(&self) -> InstanceId {
+        self.instance
+    }
+
+    /// Reads every response; the first error ends it.
+    pub async fn collect_all(mut self) -> Result<Vec<Resp>, CallError> {
+        let mut out = Vec::new();
+        while let Some(item) = self.next().await {
+            out.push(item?);
+        }
+        Ok(out)
+    }
+}
+
+impl<Resp: DeserializeOwned> Stream for ResponseReceiver<Resp> {
+    type Item = Result<Resp, CallError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let frame = match self.frames.poll_next_unpin(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(frame) => frame,
+        };
+        let endpoint = self.endpoint.clone();
+        let item = match frame {
+            Some(Frame::Item(bytes)) => match serde_json::from_slice(&bytes) {
+                Ok(resp) => return Poll::Ready(Some(Ok(resp))),
+                Err(e) => {
+                    // We cannot read the rest: stop the server too.
+                    if let Some(cancel) = self.cancel.take() {
+                        cancel();
+                    }
+                    Some(Err(CallError::ResponseDecoding {
+                        endpoint,
+                        message: e.to_string(),
+                    }))
+                }
+            },
+            Some(Frame::End) => None,
+            Some(Frame::Failed(f)) => Some(Err(CallError::Remote {
+                endpoint,
+                error_type: f.error_type.to_owned(),
+                message: f.message,
+            })),
+            None => Some(Err(CallError::Transport {
+                endpoint,
+                message: "the response stream ended without its end".to_owned(),
+            })),
+        };
+        self.done = true;
+        Poll::Ready(item)
+    }
+}
+
+impl<Resp> Drop for ResponseReceiver<Resp> {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Some(cancel) = self.cancel.take() {
+                cancel();
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The request plane: endpoints serve typed requests with streamed responses,
+//! and clients call them, in one process or across processes over NATS. Every
+//! request is counted in the endpoint's automatic metrics
+//! (`dynamo_component_requests_total` and the rest; see `prometheus_names::work_handler`).
+//!
+//! ```
+//! use dynamo_runtime::{DistributedRuntime, request_plane::{single, Context}};
+//!
+//! # let rt = tokio::runtime::Runtime::new()?;
+//! # rt.block_on(async {
+//! let drt = DistributedRuntime::new()?;
+//! let endpoint = drt.namespace("ns").component("echo").endpoint("generate");
+//! let served = endpoint
+//!     .serve(|text: String, _ctx: Context| async move { Ok(single(text.to_uppercase())) })
+//!     .await?;
+//! let client = endpoint.client::<String, String>().await?;
+//! let reply = client.round_robin("hi".to_owned()).await?.collect_all().await?;
+//! assert_eq!(reply, vec!["HI".to_owned()]);
+//! served.stop().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod client;
+mod driver;
+mod endpoint_metrics;
+mod handler;
+mod local;
+mod nats;
+mod serve;
+
+pub use client::{Client, ResponseReceiver};
+pub use serve::{ServeOptions, ServedEndpoint};
+
+pub(crate) use local::LocalPlane;
+pub(crate) use nats::NatsPlane;
+
+use futures::Stream;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// The error a handler returns: anything that converts into a boxed error.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A handler's response stream. An `Err` item ends the request as failed.
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, HandlerError>> + Send>>;
+
+/// A stream of one response, for unary endpoints.
+pub fn single<T: Send + 'static>(value: T) -> ResponseStream<T> {
+    Box::pin(futures::stream::once(async move { Ok(value) }))
+}
+
+/// A stream of the given responses.
+pub fn from_iter<T, I>(values: I) -> ResponseStream<T>
+where
+    T: Send + 'static,
+    I: IntoIterator<Item = T>,
+    I::IntoIter: Send + 'static,
+{
+    Box::pin(futures::stream::iter(values.into_iter().map(Ok)))
+}
+
+/// An instance of a served endpoint: unique within its endpoint.
+pub type InstanceId = u64;
+
+/// Per-request context given to a handler.
+#[derive(Clone, Debug)]
+pub struct Context {
+    id: String,
+    cancel: CancellationToken,
+}
+
+impl Context {
+    pub(crate) fn new(id: String, cancel: CancellationToken) -> Self {
+        Self { id, cancel }
+    }
+
+    /// The request's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// True once the caller has cancelled the request (dropped its stream).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Completes when the caller cancels the request.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    pub(crate) fn cancellation_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}
+
+/// The transport of one runtime.
+#[derive(Clone)]
+pub(crate) enum Plane {
+    Local(Arc<LocalPlane>),
+    Nats(Arc<NatsPlane>),
+}
+
+/// Where an endpoint lives: its three names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct EndpointPath {
+    pub namespace: String,
+    pub component: String,
+    pub endpoint: String,
+}
+
+impl std::fmt::Display for EndpointPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.component, self.endpoint)
+    }
+}
+
+/// An error from serving an endpoint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The endpoint's name is not usable, or its automatic metrics conflict
+    /// with metrics registered earlier under the same names.
+    #[error("cannot serve: {0}")]
+    Metrics(#[from] crate::MetricsError),
+    /// The transport refused.
+    #[error("cannot serve {endpoint}: {message}")]
+    Transport {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// An error from calling an endpoint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The endpoint's name is not usable.
+    #[error("cannot call: {0}")]
+    Metrics(#[from] crate::MetricsError),
+    /// No instance of the endpoint is serving.
+    #[error("no instance of {endpoint} is serving")]
+    NoInstances {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+    },
+    /// The chosen instance is not (or no longer) serving.
+    #[error("instance {instance:x} of {endpoint} is not serving")]
+    InstanceNotFound {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+        /// The instance asked for.
+        instance: InstanceId,
+    },
+    /// The request does not serialize.
+    #[error("request to {endpoint} does not serialize: {message}")]
+    RequestEncoding {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+        /// The serializer's message.
+        message: String,
+    },
+    /// A response item does not deserialize into the response type.
+    #[error("response from {endpoint} does not deserialize: {message}")]
+    ResponseDecoding {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+        /// The deserializer's message.
+        message: String,
+    },
+    /// The server failed the request.
+    #[error("{endpoint} failed the request ({error_type}): {message}")]
+    Remote {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+        /// One of `prometheus_names::work_handler::error_type`.
+        error_type: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The transport failed.
+    #[error("transport error calling {endpoint}: {message}")]
+    Transport {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Waiting for instances timed out.
+    #[error("no instance of {endpoint} appeared within {waited:?}")]
+    Timeout {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
+}

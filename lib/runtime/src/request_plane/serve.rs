@@ -1,0 +1,166 @@
+//! Serving an endpoint.
+
+use super::client::Client;
+use super::endpoint_metrics::EndpointMetrics;
+use super::handler::{RawHandler, Typed};
+use super::nats::NatsServing;
+use super::{
+    CallError, Context, EndpointPath, HandlerError, InstanceId, Plane, ResponseStream, ServeError,
+};
+use crate::{DistributedRuntime, Endpoint};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Options of [`Endpoint::serve_with_options`].
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Record the automatic per-endpoint metrics (default true). Turning them
+    /// off exists for the benchmark that measures what they cost.
+    pub automatic_metrics: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            automatic_metrics: true,
+        }
+    }
+}
+
+enum Registration {
+    Local(Arc<super::LocalPlane>),
+    Nats(Box<NatsServing>),
+}
+
+/// One serving instance of an endpoint. It serves until [`ServedEndpoint::stop`]
+/// (or until the runtime's process ends); dropping the handle does not stop it.
+pub struct ServedEndpoint {
+    drt: DistributedRuntime,
+    path: EndpointPath,
+    id: InstanceId,
+    registration: Registration,
+}
+
+impl ServedEndpoint {
+    /// This instance's id.
+    pub fn instance_id(&self) -> InstanceId {
+        self.id
+    }
+
+    /// Stops serving: new requests no longer reach this instance; requests
+    /// already running finish.
+    pub async fn stop(self) {
+        match self.registration {
+            Registration::Local(local) => local.unregister(&self.path, self.id),
+            Registration::Nats(serving) => serving.stop().await,
+        }
+        self.drt
+            .health_state()
+            .remove_instance(&self.path.to_string());
+    }
+}
+
+impl Endpoint {
+    pub(crate) fn path(&self) -> Result<EndpointPath, crate::MetricsError> {
+        let scope = self.metrics().path();
+        scope.validate()?;
+        match scope.names() {
+            [ns, comp, ep] => Ok(EndpointPath {
+                namespace: ns.clone(),
+                component: comp.clone(),
+                endpoint: ep.clone(),
+            }),
+            _ => Err(crate::MetricsError::InvalidHierarchyName {
+                level: "endpoint",
+                name: scope.to_string(),
+                reason: "an endpoint needs a namespace, a component and an endpoint name",
+            }),
+        }
+    }
+
+    /// Serves this endpoint with `handler`, which takes a request (decoded
+    /// from JSON) and returns a stream of responses. Requests are counted in
+    /// the endpoint's automatic metrics; `/health` lists the endpoint as ready.
+    pub async fn serve<Req, Resp, F, Fut>(&self, handler: F) -> Result<ServedEndpoint, ServeError>
+    where
+        F: Fn(Req, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ResponseStream<Resp>, HandlerError>> + Send + 'static,
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+    {
+        self.serve_with_options(handler, ServeOptions::default())
+            .await
+    }
+
+    /// [`Endpoint::serve`] with options.
+    pub async fn serve_with_options<Req, Resp, F, Fut>(
+        &self,
+        handler: F,
+        options: ServeOptions,
+    ) -> Result<ServedEndpoint, ServeError>
+    where
+        F: Fn(Req, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ResponseStream<Resp>, HandlerError>> + Send + 'static,
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+    {
+        let path = self.path()?;
+        let metrics = if options.automatic_metrics {
+            Some(EndpointMetrics::new(self.metrics())?)
+        } else {
+            None
+        };
+        let handler: Arc<dyn RawHandler> = Arc::new(Typed::new(handler));
+        let id: InstanceId = fastrand::u64(..);
+        let plane = self
+            .drt()
+            .plane()
+            .await
+            .map_err(|message| ServeError::Transport {
+                endpoint: path.to_string(),
+                message,
+            })?;
+        let registration = match plane {
+            Plane::Local(local) => {
+                local.register(&path, id, handler, metrics);
+                Registration::Local(local)
+            }
+            Plane::Nats(nats) => Registration::Nats(Box::new(
+                nats.serve(&path, id, handler, metrics, self.drt().system_server_addr())
+                    .await
+                    .map_err(|message| ServeError::Transport {
+                        endpoint: path.to_string(),
+                        message,
+                    })?,
+            )),
+        };
+        self.drt().health_state().add_instance(path.to_string());
+        tracing::info!(endpoint = %path, instance = format!("{id:016x}"), "serving");
+        Ok(ServedEndpoint {
+            drt: self.drt().clone(),
+            path,
+            id,
+            registration,
+        })
+    }
+
+    /// A client of this endpoint, with instance discovery running.
+    pub async fn client<Req, Resp>(&self) -> Result<Client<Req, Resp>, CallError>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned + Send + 'static,
+    {
+        let path = self.path()?;
+        let plane = self
+            .drt()
+            .plane()
+            .await
+            .map_err(|message| CallError::Transport {
+                endpoint: path.to_string(),
+                message,
+            })?;
+        Client::new(path, plane).await
+    }
+}
