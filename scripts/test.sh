@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests
-# need (promtool from Debian's prometheus package, a Python venv with
+# need (promtool and nats-server from Debian's packages, a Python venv with
 # prometheus_client), then checks formatting and lints, and runs the Rust
 # unit, integration and doc tests and the benchmarks in test mode.
 set -euo pipefail
@@ -10,12 +10,18 @@ log() { printf '\n==> %s\n' "$*"; }
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v promtool >/dev/null 2>&1; then
-    log "installing promtool (Debian package prometheus)"
+# promtool (Debian package prometheus) checks our exposition output;
+# nats-server (Debian package nats-server) carries the cross-process tests.
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 promtool --version | head -n 1
+{ command -v nats-server || echo /usr/sbin/nats-server; } | xargs -I{} {} --version
 
 VENV="${DYN_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then

@@ -98,17 +98,9 @@ impl NatsPlane {
             .await
             .map_err(|e| format!("cannot connect to NATS at {url:?}: {e}"))?;
         let js = jetstream::new(client.clone());
-        let kv = js
-            .create_or_update_key_value(kv::Config {
-                bucket: INSTANCE_BUCKET.to_owned(),
-                description: "Live dynamo endpoint instances".to_owned(),
-                history: 1,
-                max_age: LEASE,
-                storage: jetstream::stream::StorageType::Memory,
-                ..Default::default()
-            })
+        let kv = open_instance_bucket(&js)
             .await
-            .map_err(|e| format!("cannot open the JetStream bucket {INSTANCE_BUCKET:?} at {url:?} (is JetStream on?): {e}"))?;
+            .map_err(|e| format!("cannot open the JetStream bucket {INSTANCE_BUCKET:?} at {url:?} (is JetStream on? nats-server -js): {e}"))?;
         tracing::info!(url, "request plane: NATS");
         Ok(Arc::new(Self {
             client,
@@ -284,6 +276,43 @@ impl NatsPlane {
             }),
         })
     }
+}
+
+/// Opens the instance bucket, creating it if needed. The bucket's stream is
+/// created directly, with the settings of a key-value bucket, rather than
+/// with `create_key_value`, which first queries account information that
+/// NATS servers before 2.10 answer in a form the client does not read.
+async fn open_instance_bucket(js: &jetstream::Context) -> Result<kv::Store, String> {
+    if let Ok(kv) = js.get_key_value(INSTANCE_BUCKET).await {
+        return Ok(kv);
+    }
+    let created = js
+        .create_stream(jetstream::stream::Config {
+            name: format!("KV_{INSTANCE_BUCKET}"),
+            description: Some("Live dynamo endpoint instances".to_owned()),
+            subjects: vec![format!("$KV.{INSTANCE_BUCKET}.>")],
+            max_messages_per_subject: 1,
+            max_age: LEASE,
+            storage: jetstream::stream::StorageType::Memory,
+            discard: jetstream::stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            num_replicas: 1,
+            duplicate_window: LEASE,
+            ..Default::default()
+        })
+        .await;
+    if let Err(e) = &created {
+        // Another process may have created it meanwhile.
+        tracing::debug!(error = %e, "creating the instance bucket's stream");
+    }
+    js.get_key_value(INSTANCE_BUCKET)
+        .await
+        .map_err(|e| match created {
+            Err(create_err) => format!("{create_err}; {e}"),
+            Ok(_) => e.to_string(),
+        })
 }
 
 /// A serving instance on NATS.
