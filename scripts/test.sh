@@ -21,7 +21,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 promtool --version | head -n 1
-{ command -v nats-server || echo /usr/sbin/nats-server; } | xargs -I{} {} --version
+nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
+"$nats_server" --version
 
 VENV="${DYN_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then

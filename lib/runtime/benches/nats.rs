@@ -1,0 +1,192 @@
+//! The NATS request plane on loopback, against raw async-nats in the same run:
+//! p50/p99 latency of a small unary request (ours: a served endpoint with its
+//! automatic metrics; raw: `Client::request` to an echoing subscriber), and
+//! responses per second for a stream of 1,000 small items (ours: a streamed
+//! response; raw: a responder publishing 1,000 messages to the caller's inbox).
+//!
+//! Starts its own nats-server (JetStream on, free port); prints a note and
+//! does nothing when nats-server is not installed.
+//!
+//! `cargo bench -p dynamo-runtime --bench nats`
+
+use dynamo_runtime::request_plane::{from_iter, single, Context};
+use dynamo_runtime::{DistributedRuntime, RequestPlaneConfig, RuntimeConfig};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const STREAM_ITEMS: u32 = 1_000;
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Small {
+    id: u64,
+    text: String,
+}
+
+struct Server(Child, std::path::PathBuf);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+fn start_nats() -> Option<(Server, String)> {
+    let binary = [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let dir = std::env::temp_dir().join(format!("dynamo-bench-nats-{}", std::process::id()));
+    let child = Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let server = Server(child, dir);
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some((server, format!("nats://127.0.0.1:{port}")));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    None
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() {
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    let (calls, streams) = if bench_mode { (3_000, 20) } else { (20, 2) };
+    let Some((_server, url)) = start_nats() else {
+        println!("nats bench skipped: nats-server is not installed (apt-get install nats-server)");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let drt = DistributedRuntime::from_config(RuntimeConfig {
+            request_plane: RequestPlaneConfig::Nats { url: url.clone() },
+            ..Default::default()
+        })
+        .expect("runtime");
+        let comp = drt.namespace("bench").component("nats");
+        let unary = comp.endpoint("unary");
+        unary
+            .serve(|r: Small, _ctx: Context| async move { Ok(single(r)) })
+            .await
+            .expect("serve");
+        let stream = comp.endpoint("stream");
+        stream
+            .serve(|n: u32, _ctx: Context| async move { Ok(from_iter((0..n).map(|i| Small { id: u64::from(i), text: "tok".to_owned() }))) })
+            .await
+            .expect("serve");
+        let unary_client = unary.client::<Small, Small>().await.expect("client");
+        let stream_client = stream.client::<u32, Small>().await.expect("client");
+        unary_client.wait_for_instances(Duration::from_secs(10)).await.expect("instance");
+        stream_client.wait_for_instances(Duration::from_secs(10)).await.expect("instance");
+
+        // The raw peers.
+        let nc = async_nats::connect(&url).await.expect("connect");
+        let mut echo = nc.subscribe("raw.echo").await.expect("subscribe");
+        let mut burst = nc.subscribe("raw.burst").await.expect("subscribe");
+        let responder = nc.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(m) = echo.next() => {
+                        if let Some(reply) = m.reply { let _ = responder.publish(reply, m.payload).await; }
+                    }
+                    Some(m) = burst.next() => {
+                        if let Some(reply) = m.reply {
+                            for i in 0..STREAM_ITEMS {
+                                let body = serde_json::to_vec(&Small { id: u64::from(i), text: "tok".to_owned() }).unwrap_or_default();
+                                let _ = responder.publish(reply.clone(), body.into()).await;
+                            }
+                        }
+                    }
+                    else => break,
+                }
+            }
+        });
+        let request = Small { id: 7, text: "hello".to_owned() };
+        let payload: bytes::Bytes = serde_json::to_vec(&request).unwrap_or_default().into();
+
+        let mut ours = Vec::with_capacity(calls);
+        let mut raw = Vec::with_capacity(calls);
+        for _ in 0..calls / 10 {
+            let _ = unary_client.round_robin(request.clone()).await.expect("call").collect_all().await;
+            let _ = nc.request("raw.echo", payload.clone()).await;
+        }
+        for i in 0..calls {
+            // Interleaved, so both see the same machine.
+            if i % 2 == 0 {
+                let t = Instant::now();
+                let _ = unary_client.round_robin(request.clone()).await.expect("call").collect_all().await.expect("reply");
+                ours.push(t.elapsed());
+                let t = Instant::now();
+                let _ = nc.request("raw.echo", payload.clone()).await.expect("raw");
+                raw.push(t.elapsed());
+            } else {
+                let t = Instant::now();
+                let _ = nc.request("raw.echo", payload.clone()).await.expect("raw");
+                raw.push(t.elapsed());
+                let t = Instant::now();
+                let _ = unary_client.round_robin(request.clone()).await.expect("call").collect_all().await.expect("reply");
+                ours.push(t.elapsed());
+            }
+        }
+        ours.sort();
+        raw.sort();
+        let (o50, o99, r50, r99) = (percentile(&ours, 0.5), percentile(&ours, 0.99), percentile(&raw, 0.5), percentile(&raw, 0.99));
+        println!(
+            "nats unary round trip ({calls} calls): ours p50 {:.0} us p99 {:.0} us; raw async-nats request p50 {:.0} us p99 {:.0} us; ratio p50 {:.2} p99 {:.2}",
+            us(o50), us(o99), us(r50), us(r99), us(o50) / us(r50), us(o99) / us(r99)
+        );
+
+        let mut ours_time = Duration::ZERO;
+        let mut raw_time = Duration::ZERO;
+        for _ in 0..streams {
+            let t = Instant::now();
+            let items = stream_client.round_robin(STREAM_ITEMS).await.expect("call").collect_all().await.expect("items");
+            assert_eq!(items.len() as u32, STREAM_ITEMS);
+            ours_time += t.elapsed();
+
+            let t = Instant::now();
+            let inbox = nc.new_inbox();
+            let mut sub = nc.subscribe(inbox.clone()).await.expect("subscribe");
+            nc.publish_with_reply("raw.burst", inbox, bytes::Bytes::new()).await.expect("publish");
+            for _ in 0..STREAM_ITEMS {
+                let m = sub.next().await.expect("item");
+                std::hint::black_box(serde_json::from_slice::<Small>(&m.payload).ok());
+            }
+            raw_time += t.elapsed();
+        }
+        let total = f64::from(STREAM_ITEMS) * streams as f64;
+        let (ours_rate, raw_rate) = (total / ours_time.as_secs_f64(), total / raw_time.as_secs_f64());
+        println!(
+            "nats stream of {STREAM_ITEMS} items ({streams} streams): ours {ours_rate:.0} items/s; raw async-nats publish {raw_rate:.0} items/s; ratio {:.2}",
+            ours_rate / raw_rate
+        );
+    });
+}
