@@ -1,0 +1,46 @@
+//! The Python package `dynamo`: `dynamo.runtime` (the hierarchy, serving and
+//! calling endpoints) and `dynamo.prometheus_metrics` (the metric classes), on
+//! top of `dynamo-runtime`. Built with maturin as `dynamo._core`.
+
+mod errors;
+mod metrics;
+mod runtime;
+mod serving;
+
+use pyo3::prelude::*;
+
+/// Logs of the Rust side go to stderr; `DYN_LOG` (or `RUST_LOG`) sets the
+/// level, `info` by default.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DYN_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    init_logging();
+    m.add_class::<runtime::PyDistributedRuntime>()?;
+    m.add_class::<runtime::PyNamespace>()?;
+    m.add_class::<runtime::PyComponent>()?;
+    m.add_class::<runtime::PyEndpoint>()?;
+    m.add_class::<metrics::PyMetrics>()?;
+    m.add_class::<serving::PyServedEndpoint>()?;
+    m.add_class::<serving::PyClient>()?;
+    m.add_class::<serving::PyResponseStream>()?;
+    m.add_class::<metrics::Counter>()?;
+    m.add_class::<metrics::IntCounter>()?;
+    m.add_class::<metrics::Gauge>()?;
+    m.add_class::<metrics::IntGauge>()?;
+    m.add_class::<metrics::Histogram>()?;
+    m.add_class::<metrics::PyCounterVec>()?;
+    m.add_class::<metrics::PyIntCounterVec>()?;
+    m.add_class::<metrics::PyGaugeVec>()?;
+    m.add_class::<metrics::PyIntGaugeVec>()?;
+    m.add_class::<metrics::PyHistogramVec>()?;
+    Ok(())
+}

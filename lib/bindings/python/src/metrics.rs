@@ -1,0 +1,605 @@
+//! `dynamo.prometheus_metrics`: the metric classes, and the `metrics`
+//! object of every hierarchy level that creates them.
+
+use crate::errors::value_error;
+use dynamo_runtime::prometheus::core::Collector;
+use dynamo_runtime::{CounterVec, GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, MetricVec, MetricsScope, VecChild};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use std::collections::HashMap;
+
+/// The `metrics` object of a runtime, namespace, component or endpoint.
+#[pyclass(module = "dynamo.runtime", name = "Metrics", frozen)]
+pub struct PyMetrics {
+    pub(crate) scope: MetricsScope,
+}
+
+fn const_labels_of(desc: &dynamo_runtime::prometheus::core::Desc) -> HashMap<String, String> {
+    desc.const_label_pairs
+        .iter()
+        .map(|p| (p.name().to_owned(), p.value().to_owned()))
+        .collect()
+}
+
+/// Defines a plain metric class with `name()` and `const_labels()`.
+macro_rules! plain_metric {
+    ($py_name:literal, $ty:ident, $inner:ty) => {
+        #[doc = concat!("A `", $py_name, "`, created by a `metrics.create_*` method.")]
+        #[pyclass(module = "dynamo.prometheus_metrics", name = $py_name, frozen)]
+        pub struct $ty {
+            inner: $inner,
+        }
+
+        impl $ty {
+            fn desc(&self) -> &dynamo_runtime::prometheus::core::Desc {
+                self.inner.desc()[0]
+            }
+        }
+
+        #[pymethods]
+        impl $ty {
+            /// The name as exposed, e.g. `dynamo_component_requests_total`.
+            fn name(&self) -> String {
+                self.desc().fq_name.clone()
+            }
+
+            /// The constant labels, automatic ones included.
+            fn const_labels(&self) -> HashMap<String, String> {
+                const_labels_of(self.desc())
+            }
+
+            fn __repr__(&self) -> String {
+                format!("<{} {}>", $py_name, self.desc().fq_name)
+            }
+        }
+    };
+}
+
+plain_metric!("Counter", Counter, dynamo_runtime::prometheus::Counter);
+plain_metric!("IntCounter", IntCounter, dynamo_runtime::prometheus::IntCounter);
+plain_metric!("Gauge", Gauge, dynamo_runtime::prometheus::Gauge);
+plain_metric!("IntGauge", IntGauge, dynamo_runtime::prometheus::IntGauge);
+plain_metric!("Histogram", Histogram, dynamo_runtime::prometheus::Histogram);
+
+fn non_negative_f64(metric: &str, v: f64) -> PyResult<f64> {
+    if v >= 0.0 && v.is_finite() {
+        Ok(v)
+    } else {
+        Err(PyValueError::new_err(format!(
+            "counter {metric:?}: cannot add {v}: a counter only goes up by a finite amount >= 0"
+        )))
+    }
+}
+
+fn non_negative_u64(metric: &str, v: i64) -> PyResult<u64> {
+    u64::try_from(v).map_err(|_| {
+        PyValueError::new_err(format!(
+            "counter {metric:?}: cannot add {v}: a counter only goes up (amount >= 0)"
+        ))
+    })
+}
+
+#[pymethods]
+impl Counter {
+    /// Adds 1.
+    fn inc(&self) {
+        self.inner.inc()
+    }
+    /// Adds `value` (>= 0).
+    fn inc_by(&self, value: f64) -> PyResult<()> {
+        self.inner.inc_by(non_negative_f64(&self.desc().fq_name, value)?);
+        Ok(())
+    }
+    /// The current value.
+    fn get(&self) -> f64 {
+        self.inner.get()
+    }
+}
+
+#[pymethods]
+impl IntCounter {
+    /// Adds 1.
+    fn inc(&self) {
+        self.inner.inc()
+    }
+    /// Adds `value` (>= 0).
+    fn inc_by(&self, value: i64) -> PyResult<()> {
+        self.inner.inc_by(non_negative_u64(&self.desc().fq_name, value)?);
+        Ok(())
+    }
+    /// The current value.
+    fn get(&self) -> u64 {
+        self.inner.get()
+    }
+}
+
+#[pymethods]
+impl Gauge {
+    /// Sets the value.
+    fn set(&self, value: f64) {
+        self.inner.set(value)
+    }
+    /// Adds 1.
+    fn inc(&self) {
+        self.inner.inc()
+    }
+    /// Subtracts 1.
+    fn dec(&self) {
+        self.inner.dec()
+    }
+    /// Adds `value`.
+    fn inc_by(&self, value: f64) {
+        self.inner.add(value)
+    }
+    /// Subtracts `value`.
+    fn dec_by(&self, value: f64) {
+        self.inner.sub(value)
+    }
+    /// The current value.
+    fn get(&self) -> f64 {
+        self.inner.get()
+    }
+}
+
+#[pymethods]
+impl IntGauge {
+    /// Sets the value.
+    fn set(&self, value: i64) {
+        self.inner.set(value)
+    }
+    /// Adds 1.
+    fn inc(&self) {
+        self.inner.inc()
+    }
+    /// Subtracts 1.
+    fn dec(&self) {
+        self.inner.dec()
+    }
+    /// Adds `value`.
+    fn inc_by(&self, value: i64) {
+        self.inner.add(value)
+    }
+    /// Subtracts `value`.
+    fn dec_by(&self, value: i64) {
+        self.inner.sub(value)
+    }
+    /// The current value.
+    fn get(&self) -> i64 {
+        self.inner.get()
+    }
+}
+
+#[pymethods]
+impl Histogram {
+    /// Records one observation.
+    fn observe(&self, value: f64) {
+        self.inner.observe(value)
+    }
+    /// How many observations were recorded.
+    fn get_sample_count(&self) -> u64 {
+        self.inner.get_sample_count()
+    }
+    /// The sum of the observations.
+    fn get_sample_sum(&self) -> f64 {
+        self.inner.get_sample_sum()
+    }
+}
+
+/// What every vec class shares: the vec and its label names, interned once so
+/// that looking up a label dict costs no string creation.
+struct VecCore<M: VecChild> {
+    vec: MetricVec<M>,
+    label_keys: Vec<Py<PyString>>,
+}
+
+impl<M: VecChild> VecCore<M> {
+    fn new(py: Python<'_>, vec: MetricVec<M>) -> Self {
+        let label_keys = vec
+            .label_names()
+            .iter()
+            .map(|n| PyString::intern(py, n).unbind())
+            .collect();
+        Self { vec, label_keys }
+    }
+
+    /// The child for a dict of label values.
+    fn child(&self, labels: &Bound<'_, PyDict>) -> PyResult<M> {
+        let py = labels.py();
+        if labels.len() != self.label_keys.len() {
+            return Err(self.wrong_labels(labels));
+        }
+        let mut values: Vec<Bound<'_, PyAny>> = Vec::with_capacity(self.label_keys.len());
+        for key in &self.label_keys {
+            match labels.get_item(key.bind(py))? {
+                Some(v) => values.push(v),
+                None => return Err(self.wrong_labels(labels)),
+            }
+        }
+        let mut strs: Vec<&str> = Vec::with_capacity(values.len());
+        for (value, key) in values.iter().zip(self.vec.label_names()) {
+            let s = value.cast::<PyString>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "metric {:?}: the value of label {key:?} must be a str, not {}",
+                    self.vec.name(),
+                    value.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                ))
+            })?;
+            strs.push(s.to_str()?);
+        }
+        self.vec.get_metric_with_label_values(&strs).map_err(value_error)
+    }
+
+    fn wrong_labels(&self, labels: &Bound<'_, PyDict>) -> PyErr {
+        let mut given: Vec<String> = labels.keys().iter().map(|k| k.to_string()).collect();
+        given.sort();
+        PyValueError::new_err(format!(
+            "metric {:?}: expected the labels {:?}, got {:?}",
+            self.vec.name(),
+            self.vec.label_names(),
+            given
+        ))
+    }
+
+    fn const_labels(&self) -> HashMap<String, String> {
+        self.vec.const_labels().iter().cloned().collect()
+    }
+}
+
+/// Defines a vec class with `name()`, `const_labels()`, `variable_labels()`, `remove()`.
+macro_rules! vec_metric {
+    ($py_name:literal, $ty:ident, $child:ty) => {
+        #[doc = concat!("A `", $py_name, "`: one series per combination of label values, given as a dict.")]
+        #[pyclass(module = "dynamo.prometheus_metrics", name = $py_name, frozen)]
+        pub struct $ty {
+            core: VecCore<$child>,
+        }
+
+        #[pymethods]
+        impl $ty {
+            /// The name as exposed.
+            fn name(&self) -> String {
+                self.core.vec.name().to_owned()
+            }
+            /// The constant labels, automatic ones included.
+            fn const_labels(&self) -> HashMap<String, String> {
+                self.core.const_labels()
+            }
+            /// The variable label names.
+            fn variable_labels(&self) -> Vec<String> {
+                self.core.vec.label_names().to_vec()
+            }
+            /// Removes the series of these label values.
+            fn remove(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+                let values: Vec<String> = self
+                    .core
+                    .vec
+                    .label_names()
+                    .iter()
+                    .map(|n| labels.get_item(n).ok().flatten().map(|v| v.to_string()).unwrap_or_default())
+                    .collect();
+                self.core.vec.remove_label_values(&values).map_err(value_error)
+            }
+            fn __repr__(&self) -> String {
+                format!("<{} {} {:?}>", $py_name, self.core.vec.name(), self.core.vec.label_names())
+            }
+        }
+    };
+}
+
+vec_metric!("CounterVec", PyCounterVec, dynamo_runtime::prometheus::Counter);
+vec_metric!("IntCounterVec", PyIntCounterVec, dynamo_runtime::prometheus::IntCounter);
+vec_metric!("GaugeVec", PyGaugeVec, dynamo_runtime::prometheus::Gauge);
+vec_metric!("IntGaugeVec", PyIntGaugeVec, dynamo_runtime::prometheus::IntGauge);
+vec_metric!("HistogramVec", PyHistogramVec, dynamo_runtime::prometheus::Histogram);
+
+#[pymethods]
+impl PyCounterVec {
+    /// Adds 1 to the series of `labels`.
+    fn inc(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.core.child(labels)?.inc();
+        Ok(())
+    }
+    /// Adds `value` (>= 0) to the series of `labels`.
+    fn inc_by(&self, value: f64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        let v = non_negative_f64(self.core.vec.name(), value)?;
+        self.core.child(labels)?.inc_by(v);
+        Ok(())
+    }
+    /// The value of the series of `labels`.
+    fn get(&self, labels: &Bound<'_, PyDict>) -> PyResult<f64> {
+        Ok(self.core.child(labels)?.get())
+    }
+}
+
+#[pymethods]
+impl PyIntCounterVec {
+    /// Adds 1 to the series of `labels`.
+    fn inc(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.core.child(labels)?.inc();
+        Ok(())
+    }
+    /// Adds `value` (>= 0) to the series of `labels`.
+    fn inc_by(&self, value: i64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        let v = non_negative_u64(self.core.vec.name(), value)?;
+        self.core.child(labels)?.inc_by(v);
+        Ok(())
+    }
+    /// The value of the series of `labels`.
+    fn get(&self, labels: &Bound<'_, PyDict>) -> PyResult<u64> {
+        Ok(self.core.child(labels)?.get())
+    }
+}
+
+#[pymethods]
+impl PyGaugeVec {
+    /// Sets the series of `labels` to `value`.
+    fn set(&self, value: f64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.core.child(labels)?.set(value);
+        Ok(())
+    }
+    /// Adds 1.
+    fn inc(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.core.child(labels)?.inc();
+        Ok(())
+    }
+    /// Subtracts 1.
+    fn dec(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.core.child(labels)?.dec();
+        Ok(())
+    }
+    /// Adds `value`.
+    fn inc_by(&self, value: f64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.core.child(labels)?.add(value);
+        Ok(())
+    }
+    /// Subtracts `value`.
+    fn dec_by(&self, value: f64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.core.child(labels)?.sub(value);
+        Ok(())
+    }
+    /// The value of the series of `labels`.
+    fn get(&self, labels: &Bound<'_, PyDict>) -> PyResult<f64> {
+        Ok(self.core.child(labels)?.get())
+    }
+}
+
+#[pymethods]
+impl PyIntGaugeVec {
+    /// Sets the series of `labels` to `value`.
+    fn set(&self, value: i64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.core.child(labels)?.set(value);
+        Ok(())
+    }
+    /// Adds 1.
+    fn inc(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.core.child(labels)?.inc();
+        Ok(())
+    }
+    /// Subtracts 1.
+    fn dec(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.core.child(labels)?.dec();
+        Ok(())
+    }
+    /// Adds `value`.
+    fn inc_by(&self, value: i64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.core.child(labels)?.add(value);
+        Ok(())
+    }
+    /// Subtracts `value`.
+    fn dec_by(&self, value: i64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.core.child(labels)?.sub(value);
+        Ok(())
+    }
+    /// The value of the series of `labels`.
+    fn get(&self, labels: &Bound<'_, PyDict>) -> PyResult<i64> {
+        Ok(self.core.child(labels)?.get())
+    }
+}
+
+#[pymethods]
+impl PyHistogramVec {
+    /// Records one observation in the series of `labels`.
+    fn observe(&self, value: f64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.core.child(labels)?.observe(value);
+        Ok(())
+    }
+    /// How many observations the series of `labels` has.
+    fn get_sample_count(&self, labels: &Bound<'_, PyDict>) -> PyResult<u64> {
+        Ok(self.core.child(labels)?.get_sample_count())
+    }
+    /// The sum of the observations of the series of `labels`.
+    fn get_sample_sum(&self, labels: &Bound<'_, PyDict>) -> PyResult<f64> {
+        Ok(self.core.child(labels)?.get_sample_sum())
+    }
+}
+
+type Pairs = Option<Vec<(String, String)>>;
+
+fn pairs(labels: &Pairs) -> Vec<(&str, &str)> {
+    labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+fn names(label_names: &[String]) -> Vec<&str> {
+    label_names.iter().map(String::as_str).collect()
+}
+
+#[pymethods]
+impl PyMetrics {
+    /// Creates (or gets) a counter. `const_labels` is a list of (name, value) pairs.
+    #[pyo3(signature = (name, description, const_labels=None))]
+    fn create_counter(&self, name: &str, description: &str, const_labels: Pairs) -> PyResult<Counter> {
+        let inner = self.scope.create_counter(name, description, &pairs(&const_labels)).map_err(value_error)?;
+        Ok(Counter { inner })
+    }
+
+    /// Creates (or gets) an integer counter.
+    #[pyo3(signature = (name, description, const_labels=None))]
+    fn create_intcounter(&self, name: &str, description: &str, const_labels: Pairs) -> PyResult<IntCounter> {
+        let inner = self.scope.create_intcounter(name, description, &pairs(&const_labels)).map_err(value_error)?;
+        Ok(IntCounter { inner })
+    }
+
+    /// Creates (or gets) a gauge.
+    #[pyo3(signature = (name, description, const_labels=None))]
+    fn create_gauge(&self, name: &str, description: &str, const_labels: Pairs) -> PyResult<Gauge> {
+        let inner = self.scope.create_gauge(name, description, &pairs(&const_labels)).map_err(value_error)?;
+        Ok(Gauge { inner })
+    }
+
+    /// Creates (or gets) an integer gauge.
+    #[pyo3(signature = (name, description, const_labels=None))]
+    fn create_intgauge(&self, name: &str, description: &str, const_labels: Pairs) -> PyResult<IntGauge> {
+        let inner = self.scope.create_intgauge(name, description, &pairs(&const_labels)).map_err(value_error)?;
+        Ok(IntGauge { inner })
+    }
+
+    /// Creates (or gets) a histogram; `buckets=None` means Prometheus's defaults.
+    #[pyo3(signature = (name, description, const_labels=None, buckets=None))]
+    fn create_histogram(
+        &self,
+        name: &str,
+        description: &str,
+        const_labels: Pairs,
+        buckets: Option<Vec<f64>>,
+    ) -> PyResult<Histogram> {
+        let inner = self
+            .scope
+            .create_histogram(name, description, &pairs(&const_labels), buckets)
+            .map_err(value_error)?;
+        Ok(Histogram { inner })
+    }
+
+    /// Creates (or gets) a counter with the variable labels `label_names`.
+    #[pyo3(signature = (name, description, label_names, const_labels=None))]
+    fn create_countervec(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        description: &str,
+        label_names: Vec<String>,
+        const_labels: Pairs,
+    ) -> PyResult<PyCounterVec> {
+        let vec: CounterVec = self
+            .scope
+            .create_countervec(name, description, &names(&label_names), &pairs(&const_labels))
+            .map_err(value_error)?;
+        Ok(PyCounterVec { core: VecCore::new(py, vec) })
+    }
+
+    /// Creates (or gets) an integer counter with variable labels.
+    #[pyo3(signature = (name, description, label_names, const_labels=None))]
+    fn create_intcountervec(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        description: &str,
+        label_names: Vec<String>,
+        const_labels: Pairs,
+    ) -> PyResult<PyIntCounterVec> {
+        let vec: IntCounterVec = self
+            .scope
+            .create_intcountervec(name, description, &names(&label_names), &pairs(&const_labels))
+            .map_err(value_error)?;
+        Ok(PyIntCounterVec { core: VecCore::new(py, vec) })
+    }
+
+    /// Creates (or gets) a gauge with variable labels.
+    #[pyo3(signature = (name, description, label_names, const_labels=None))]
+    fn create_gaugevec(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        description: &str,
+        label_names: Vec<String>,
+        const_labels: Pairs,
+    ) -> PyResult<PyGaugeVec> {
+        let vec: GaugeVec = self
+            .scope
+            .create_gaugevec(name, description, &names(&label_names), &pairs(&const_labels))
+            .map_err(value_error)?;
+        Ok(PyGaugeVec { core: VecCore::new(py, vec) })
+    }
+
+    /// Creates (or gets) an integer gauge with variable labels.
+    #[pyo3(signature = (name, description, label_names, const_labels=None))]
+    fn create_intgaugevec(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        description: &str,
+        label_names: Vec<String>,
+        const_labels: Pairs,
+    ) -> PyResult<PyIntGaugeVec> {
+        let vec: IntGaugeVec = self
+            .scope
+            .create_intgaugevec(name, description, &names(&label_names), &pairs(&const_labels))
+            .map_err(value_error)?;
+        Ok(PyIntGaugeVec { core: VecCore::new(py, vec) })
+    }
+
+    /// Creates (or gets) a histogram with variable labels.
+    #[pyo3(signature = (name, description, label_names, const_labels=None, buckets=None))]
+    fn create_histogramvec(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        description: &str,
+        label_names: Vec<String>,
+        const_labels: Pairs,
+        buckets: Option<Vec<f64>>,
+    ) -> PyResult<PyHistogramVec> {
+        let vec: HistogramVec = self
+            .scope
+            .create_histogramvec(name, description, &names(&label_names), &pairs(&const_labels), buckets)
+            .map_err(value_error)?;
+        Ok(PyHistogramVec { core: VecCore::new(py, vec) })
+    }
+
+    /// Runs `callback()` before every scrape that includes this object. An
+    /// exception is logged and counted, and the scrape goes on.
+    fn register_callback(&self, callback: Py<PyAny>) {
+        self.scope.register_callback(move || {
+            Python::attach(|py| callback.call0(py).map(|_| ()).map_err(|e| describe(py, e)))
+        });
+    }
+
+    /// Merges the Prometheus text `callback()` returns into every scrape that
+    /// includes this object, as it is.
+    fn register_prometheus_expfmt_callback(&self, callback: Py<PyAny>) {
+        self.scope.register_prometheus_expfmt_callback(move || {
+            Python::attach(|py| {
+                callback
+                    .call0(py)
+                    .and_then(|text| text.extract::<String>(py).map_err(PyErr::from))
+                    .map_err(|e| describe(py, e))
+            })
+        });
+    }
+
+    /// This object's metrics and everything below it, in Prometheus text format.
+    /// Renders without holding the GIL.
+    fn prometheus_metrics_fmt(&self, py: Python<'_>) -> PyResult<String> {
+        let scope = self.scope.clone();
+        py.detach(move || scope.prometheus_metrics_fmt()).map_err(value_error)
+    }
+
+    fn __repr__(&self) -> String {
+        let h = self.scope.hierarchy();
+        format!("<Metrics {}>", if h.is_empty() { "runtime" } else { &h })
+    }
+}
+
+/// An exception as text, with its type, for the callback-failure log.
+fn describe(py: Python<'_>, e: PyErr) -> String {
+    let kind = e
+        .get_type(py)
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Exception".to_owned());
+    format!("{kind}: {}", e.value(py))
+}

@@ -1,0 +1,245 @@
+//! Serving an endpoint with a Python async generator, and calling endpoints
+//! from asyncio. Payloads are JSON: Python objects go through the standard
+//! `json` module.
+
+use crate::errors::{call_error, serve_error, value_error};
+use crate::runtime::PyEndpoint;
+use dynamo_runtime::request_plane::{Client, Context, HandlerError, ResponseReceiver, ResponseStream, ServedEndpoint};
+use futures::StreamExt;
+use pyo3::exceptions::{PyStopAsyncIteration, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3_async_runtimes::TaskLocals;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Json = Box<RawValue>;
+
+static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static JSON_DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn json_fn<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    cell.get_or_try_init(py, || py.import("json")?.getattr(name).map(Bound::unbind))
+        .map(|f| f.bind(py).clone())
+}
+
+/// A Python object as JSON (what `json.dumps` accepts).
+fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Json> {
+    let py = obj.py();
+    let text: String = json_fn(py, &JSON_DUMPS, "dumps")?.call1((obj,))?.extract()?;
+    RawValue::from_string(text).map_err(value_error)
+}
+
+/// JSON as a Python object.
+fn from_json<'py>(py: Python<'py>, json: &RawValue) -> PyResult<Bound<'py, PyAny>> {
+    json_fn(py, &JSON_LOADS, "loads")?.call1((json.get(),))
+}
+
+fn handler_error(e: PyErr) -> HandlerError {
+    Python::attach(|py| {
+        let kind = e
+            .get_type(py)
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "Exception".to_owned());
+        format!("{kind}: {}", e.value(py)).into()
+    })
+}
+
+/// Calls the Python handler and streams what its async generator yields.
+fn python_stream(handler: &Py<PyAny>, locals: &TaskLocals, request: Json) -> Result<ResponseStream<Json>, HandlerError> {
+    let agen = Python::attach(|py| -> PyResult<Py<PyAny>> {
+        let obj = from_json(py, &request)?;
+        let agen = handler.call1(py, (obj,))?;
+        if !agen.bind(py).hasattr("__anext__")? {
+            return Err(PyTypeError::new_err(
+                "an endpoint handler must be an async generator function (async def ...: yield ...)",
+            ));
+        }
+        Ok(agen)
+    })
+    .map_err(handler_error)?;
+    let locals = locals.clone();
+    let stream = futures::stream::unfold(Some(agen), move |state| {
+        let locals = locals.clone();
+        async move {
+            let agen = state?;
+            let next = Python::attach(|py| {
+                let anext = agen.bind(py).call_method0("__anext__")?;
+                pyo3_async_runtimes::into_future_with_locals(&locals, anext)
+            });
+            let next = match next {
+                Ok(fut) => fut.await,
+                Err(e) => Err(e),
+            };
+            match next {
+                Ok(item) => match Python::attach(|py| to_json(item.bind(py))) {
+                    Ok(json) => Some((Ok(json), Some(agen))),
+                    Err(e) => Some((Err(handler_error(e)), None)),
+                },
+                Err(e) if Python::attach(|py| e.is_instance_of::<PyStopAsyncIteration>(py)) => None,
+                Err(e) => Some((Err(handler_error(e)), None)),
+            }
+        }
+    });
+    Ok(Box::pin(stream))
+}
+
+#[pymethods]
+impl PyEndpoint {
+    /// Serves this endpoint: `handler(request)` is an async generator function
+    /// whose yields are the responses. Requests and responses are JSON values.
+    /// Returns a `ServedEndpoint`; the endpoint's automatic metrics are recorded.
+    fn serve_endpoint<'py>(&self, py: Python<'py>, handler: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let locals = pyo3_async_runtimes::tokio::get_current_locals(py)?;
+        let endpoint = self.inner.clone();
+        let handler = Arc::new(handler);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let served = endpoint
+                .serve(move |request: Json, _ctx: Context| {
+                    let result = python_stream(&handler, &locals, request);
+                    async move { result }
+                })
+                .await
+                .map_err(serve_error)?;
+            Ok(PyServedEndpoint {
+                inner: tokio::sync::Mutex::new(Some(served)),
+            })
+        })
+    }
+
+    /// A client of this endpoint.
+    fn client<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let endpoint = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let inner = endpoint.client::<Json, Json>().await.map_err(call_error)?;
+            Ok(PyClient { inner })
+        })
+    }
+}
+
+/// A serving instance.
+#[pyclass(module = "dynamo.runtime", name = "ServedEndpoint", frozen)]
+pub struct PyServedEndpoint {
+    inner: tokio::sync::Mutex<Option<ServedEndpoint>>,
+}
+
+#[pymethods]
+impl PyServedEndpoint {
+    /// Stops serving (requests already running finish).
+    fn stop<'py>(slf: Py<Self>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let served = slf.get().inner.lock().await.take();
+            if let Some(served) = served {
+                served.stop().await;
+            }
+            Ok(())
+        })
+    }
+
+    /// This instance's id.
+    fn instance_id(&self) -> Option<u64> {
+        self.inner.try_lock().ok()?.as_ref().map(ServedEndpoint::instance_id)
+    }
+}
+
+/// A client of one endpoint.
+#[pyclass(module = "dynamo.runtime", name = "Client", frozen)]
+pub struct PyClient {
+    inner: Client<Json, Json>,
+}
+
+enum Route {
+    RoundRobin,
+    Random,
+    Direct(u64),
+}
+
+impl PyClient {
+    fn send<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>, route: Route) -> PyResult<Bound<'py, PyAny>> {
+        let json = to_json(request)?;
+        let client = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let stream = match route {
+                Route::RoundRobin => client.round_robin(json).await,
+                Route::Random => client.random(json).await,
+                Route::Direct(id) => client.direct(json, id).await,
+            }
+            .map_err(call_error)?;
+            Ok(PyResponseStream {
+                instance: stream.instance(),
+                inner: Arc::new(tokio::sync::Mutex::new(stream)),
+            })
+        })
+    }
+}
+
+#[pymethods]
+impl PyClient {
+    /// The ids of the live instances known now.
+    fn instance_ids(&self) -> Vec<u64> {
+        self.inner.instance_ids()
+    }
+
+    /// Waits until an instance serves (raises TimeoutError after `timeout` seconds).
+    #[pyo3(signature = (timeout=10.0))]
+    fn wait_for_instances<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.inner.clone();
+        let timeout = Duration::try_from_secs_f64(timeout).map_err(value_error)?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            client.wait_for_instances(timeout).await.map_err(call_error)
+        })
+    }
+
+    /// Sends `request` to the next instance in turn; returns an async iterator of responses.
+    fn round_robin<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.send(py, request, Route::RoundRobin)
+    }
+
+    /// Sends `request` with the default routing (round-robin).
+    fn generate<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.send(py, request, Route::RoundRobin)
+    }
+
+    /// Sends `request` to a random instance.
+    fn random<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.send(py, request, Route::Random)
+    }
+
+    /// Sends `request` to the instance `instance_id`.
+    fn direct<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>, instance_id: u64) -> PyResult<Bound<'py, PyAny>> {
+        self.send(py, request, Route::Direct(instance_id))
+    }
+}
+
+/// The responses of one request; dropping it before the end cancels the request.
+#[pyclass(module = "dynamo.runtime", name = "ResponseStream", frozen)]
+pub struct PyResponseStream {
+    instance: u64,
+    inner: Arc<tokio::sync::Mutex<ResponseReceiver<Json>>>,
+}
+
+#[pymethods]
+impl PyResponseStream {
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let next = inner.lock().await.next().await;
+            match next {
+                None => Err(PyStopAsyncIteration::new_err(())),
+                Some(Err(e)) => Err(call_error(e)),
+                Some(Ok(json)) => Python::attach(|py| from_json(py, &json).map(Bound::unbind)),
+            }
+        })
+    }
+
+    /// The instance serving this request.
+    fn instance_id(&self) -> u64 {
+        self.instance
+    }
+}
