@@ -1,0 +1,203 @@
+"""Every method of the developer guide's Python section, read back through
+get() and through the process's real /metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import EP, scrape
+from dynamo.prometheus_metrics import (
+    Counter,
+    CounterVec,
+    Gauge,
+    GaugeVec,
+    Histogram,
+    HistogramVec,
+    IntCounter,
+    IntCounterVec,
+    IntGauge,
+    IntGaugeVec,
+)
+from dynamo.runtime import DistributedRuntime
+
+
+def ep(drt: DistributedRuntime):  # type: ignore[no-untyped-def]
+    return drt.namespace("ns").component("comp").endpoint("ep")
+
+
+def test_counters(drt: DistributedRuntime) -> None:
+    m = ep(drt).metrics
+    c = m.create_counter("latency_seconds_total", "Seconds spent")
+    ic = m.create_intcounter("requests_total", "Total requests")
+    assert isinstance(c, Counter) and isinstance(ic, IntCounter)
+    c.inc()
+    c.inc_by(1.5)
+    ic.inc()
+    ic.inc_by(5)
+    assert c.get() == 2.5
+    assert ic.get() == 6
+    s = scrape(drt)
+    assert s.value("dynamo_component_latency_seconds_total", **EP) == 2.5
+    assert s.value("dynamo_component_requests_total", **EP) == 6
+    assert s.types["dynamo_component_requests"] == "counter"
+    with pytest.raises(ValueError, match="only goes up"):
+        ic.inc_by(-1)
+    with pytest.raises(ValueError, match="only goes up"):
+        c.inc_by(-0.5)
+    with pytest.raises(ValueError, match="only goes up"):
+        c.inc_by(float("nan"))
+    assert ic.get() == 6
+
+
+def test_gauges(drt: DistributedRuntime) -> None:
+    m = ep(drt).metrics
+    g = m.create_gauge("temperature", "Temperature")
+    ig = m.create_intgauge("active_connections", "Active connections")
+    assert isinstance(g, Gauge) and isinstance(ig, IntGauge)
+    ig.set(42)
+    ig.inc()
+    ig.dec()
+    ig.dec()
+    ig.inc_by(10)
+    ig.dec_by(3)
+    g.set(1.5)
+    g.inc()
+    g.dec_by(0.25)
+    assert ig.get() == 48
+    assert g.get() == 2.25
+    s = scrape(drt)
+    assert s.value("dynamo_component_active_connections", **EP) == 48
+    assert s.value("dynamo_component_temperature", **EP) == 2.25
+    assert s.types["dynamo_component_temperature"] == "gauge"
+
+
+def test_histograms(drt: DistributedRuntime) -> None:
+    m = ep(drt).metrics
+    h = m.create_histogram("latency_seconds", "Request latency", buckets=[0.001, 0.01, 0.1, 1.0, 10.0])
+    assert isinstance(h, Histogram)
+    h.observe(0.023)
+    h.observe(5)
+    assert h.get_sample_count() == 2
+    assert h.get_sample_sum() == pytest.approx(5.023)
+    s = scrape(drt)
+    b = "dynamo_component_latency_seconds_bucket"
+    assert s.value(b, le="0.01", **EP) == 0
+    assert s.value(b, le="0.1", **EP) == 1
+    assert s.value(b, le="10", **EP) == 2
+    assert s.value(b, le="+Inf", **EP) == 2
+    assert s.value("dynamo_component_latency_seconds_count", **EP) == 2
+    d = m.create_histogram("default_buckets_seconds", "Default buckets")
+    d.observe(0.3)
+    assert scrape(drt).value("dynamo_component_default_buckets_seconds_bucket", le="0.5", **EP) == 1
+    for bad in ([], [1.0, 1.0], [2.0, 1.0], [float("inf")]):
+        with pytest.raises(ValueError, match="buckets"):
+            m.create_histogram("bad_seconds", "Bad", buckets=bad)
+
+
+def test_vecs(drt: DistributedRuntime) -> None:
+    m = ep(drt).metrics
+    cv = m.create_countervec("tokens_total", "Tokens", ["model"])
+    icv = m.create_intcountervec("requests_by_model", "Requests by model", ["model_type", "model_size"])
+    gv = m.create_gaugevec("load", "Load", ["gpu"])
+    igv = m.create_intgaugevec("gpu_memory_bytes", "GPU memory by device", ["gpu_id", "memory_type"])
+    hv = m.create_histogramvec("step_seconds", "Step time", ["phase"], buckets=[0.1, 1.0])
+    for obj, cls in ((cv, CounterVec), (icv, IntCounterVec), (gv, GaugeVec), (igv, IntGaugeVec), (hv, HistogramVec)):
+        assert isinstance(obj, cls)
+    cv.inc({"model": "a"})
+    cv.inc_by(2.5, {"model": "a"})
+    icv.inc({"model_type": "llama", "model_size": "7b"})
+    icv.inc_by(4, {"model_size": "7b", "model_type": "llama"})
+    gv.set(0.5, {"gpu": "0"})
+    gv.inc({"gpu": "0"})
+    gv.dec_by(0.25, {"gpu": "0"})
+    igv.set(8192, {"gpu_id": "0", "memory_type": "allocated"})
+    igv.inc_by(8, {"gpu_id": "0", "memory_type": "allocated"})
+    igv.dec({"gpu_id": "0", "memory_type": "allocated"})
+    hv.observe(0.5, {"phase": "prefill"})
+    assert cv.get({"model": "a"}) == 3.5
+    assert icv.get({"model_type": "llama", "model_size": "7b"}) == 5
+    assert gv.get({"gpu": "0"}) == 1.25
+    assert igv.get({"gpu_id": "0", "memory_type": "allocated"}) == 8199
+    assert hv.get_sample_count({"phase": "prefill"}) == 1
+    s = scrape(drt)
+    assert s.value("dynamo_component_tokens_total", model="a", **EP) == 3.5
+    # Exposed under the name given; prometheus_client's parser reads a counter
+    # sample without the suffix as `_total`.
+    assert "\ndynamo_component_requests_by_model{" in s.text
+    assert s.value("dynamo_component_requests_by_model_total", model_type="llama", model_size="7b", **EP) == 5
+    assert s.value("dynamo_component_load", gpu="0", **EP) == 1.25
+    assert s.value("dynamo_component_gpu_memory_bytes", gpu_id="0", memory_type="allocated", **EP) == 8199
+    assert s.value("dynamo_component_step_seconds_bucket", phase="prefill", le="1", **EP) == 1
+    assert gv.variable_labels() == ["gpu"]
+    assert igv.variable_labels() == ["gpu_id", "memory_type"]
+    cv.remove({"model": "a"})
+    assert scrape(drt).value("dynamo_component_tokens_total", model="a", **EP) is None
+
+
+def test_vec_label_errors(drt: DistributedRuntime) -> None:
+    v = ep(drt).metrics.create_intcountervec("by_model", "By model", ["model"])
+    with pytest.raises(ValueError, match="expected the labels"):
+        v.inc({})
+    with pytest.raises(ValueError, match="expected the labels"):
+        v.inc({"model": "a", "extra": "b"})
+    with pytest.raises(ValueError, match="expected the labels"):
+        v.inc({"modell": "a"})
+    with pytest.raises(TypeError, match="must be a str"):
+        v.inc({"model": 7})  # type: ignore[dict-item]
+    with pytest.raises(TypeError):
+        v.inc(["model"])  # type: ignore[arg-type]
+
+
+def test_constant_labels_and_introspection(drt: DistributedRuntime) -> None:
+    m = ep(drt).metrics
+    counter = m.create_intcounter("requests_total", "Total requests", [("region", "us-west"), ("env", "prod")])
+    counter.inc()
+    assert counter.name() == "dynamo_component_requests_total"
+    assert counter.const_labels() == {**EP, "region": "us-west", "env": "prod"}
+    vec = m.create_gaugevec("g", "G", ["a", "b"], [("zone", "1")])
+    assert vec.const_labels() == {**EP, "zone": "1"}
+    assert vec.name() == "dynamo_component_g"
+    s = scrape(drt)
+    assert s.value("dynamo_component_requests_total", region="us-west", env="prod", **EP) == 1
+
+
+def test_every_level_and_get_or_create(drt: DistributedRuntime) -> None:
+    ns = drt.namespace("ns")
+    comp = ns.component("comp")
+    drt.metrics.create_intgauge("top", "Top").set(1)
+    ns.metrics.create_intgauge("at_ns", "At ns").set(2)
+    comp.metrics.create_intgauge("at_comp", "At comp").set(3)
+    a = comp.endpoint("ep").metrics.create_intcounter("hits_total", "Hits")
+    b = drt.namespace("ns").component("comp").endpoint("ep").metrics.create_intcounter("hits_total", "Hits")
+    a.inc()
+    b.inc()
+    assert a.get() == 2
+    s = scrape(drt)
+    assert s.value("dynamo_component_top") == 1
+    assert s.value("dynamo_component_at_ns", dynamo_namespace="ns") == 2
+    assert s.value("dynamo_component_at_comp", dynamo_namespace="ns", dynamo_component="comp") == 3
+    assert s.value("dynamo_component_hits_total", **EP) == 2
+    assert s.value("dynamo_component_system_uptime_seconds") is not None
+    text = comp.metrics.prometheus_metrics_fmt()
+    assert "dynamo_component_at_comp" in text and "dynamo_component_top" not in text
+
+
+def test_bad_input_raises_value_or_type_error(drt: DistributedRuntime) -> None:
+    m = ep(drt).metrics
+    with pytest.raises(ValueError, match='invalid metric name "__"'):
+        m.create_counter("__", "h")
+    with pytest.raises(ValueError, match="help text"):
+        m.create_counter("x_total", "")
+    with pytest.raises(ValueError, match='invalid label name "dynamo_endpoint"'):
+        m.create_counter("x_total", "h", [("dynamo_endpoint", "v")])
+    with pytest.raises(ValueError, match='invalid label name "le"'):
+        m.create_countervec("y_total", "h", ["le"])
+    m.create_counter("z_total", "Z")
+    with pytest.raises(ValueError, match="conflicts"):
+        m.create_gauge("z_total", "Z")
+    with pytest.raises(ValueError, match='invalid component name ""'):
+        drt.namespace("ns").component("").endpoint("e").metrics.create_counter("q", "Q")
+    with pytest.raises(TypeError):
+        m.create_counter(123, "h")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="length 2"):
+        m.create_counter("w_total", "h", [("a",)])  # type: ignore[list-item]

@@ -1,0 +1,95 @@
+"""A Python async-generator handler served through the runtime: the
+automatic endpoint metrics apply exactly as in Rust."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import pytest
+
+from conftest import scrape
+from dynamo.runtime import DistributedRuntime
+
+LABELS = {"dynamo_namespace": "py", "dynamo_component": "worker", "dynamo_endpoint": "generate"}
+DURATION_COUNT = "dynamo_component_request_duration_seconds_count"
+
+
+async def generate(request: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+    if request.get("fail"):
+        raise RuntimeError("engine refused")
+    for i in range(request["n"]):
+        if request.get("slow"):
+            await asyncio.sleep(0.01)
+        yield {"i": i, "text": request["prompt"].upper()}
+
+
+async def settle(drt: DistributedRuntime, count: int) -> Any:
+    for _ in range(300):
+        s = scrape(drt)
+        if s.value("dynamo_component_concurrent_requests", **LABELS) == 0 and (s.value(DURATION_COUNT, **LABELS) or 0) >= count:
+            return s
+        await asyncio.sleep(0.01)
+    raise AssertionError("requests did not settle")
+
+
+def test_served_endpoint_counts_requests(drt: DistributedRuntime) -> None:
+    async def main() -> None:
+        endpoint = drt.namespace("py").component("worker").endpoint("generate")
+        served = await endpoint.serve_endpoint(generate)
+        client = await endpoint.client()
+        ids = await client.wait_for_instances(5.0)
+        assert ids == [served.instance_id()]
+
+        items = [item async for item in await client.round_robin({"prompt": "hi", "n": 3})]
+        assert items == [{"i": 0, "text": "HI"}, {"i": 1, "text": "HI"}, {"i": 2, "text": "HI"}]
+        unary = [item async for item in await client.generate({"prompt": "x", "n": 1})]
+        assert unary == [{"i": 0, "text": "X"}]
+
+        with pytest.raises(RuntimeError, match="engine refused"):
+            async for _ in await client.random({"prompt": "x", "n": 1, "fail": True}):
+                pass
+
+        # Cancel mid-stream: read two of many items, then drop the stream.
+        stream = await client.direct({"prompt": "x", "n": 1000, "slow": True}, served.instance_id())
+        seen = 0
+        async for _ in stream:
+            seen += 1
+            if seen == 2:
+                break
+        del stream
+        gc.collect()
+
+        s = await settle(drt, 4)
+        assert s.value("dynamo_component_requests_total", **LABELS) == 4
+        assert s.value(DURATION_COUNT, **LABELS) == 4
+        assert s.value("dynamo_component_errors_total", error_type="handler", **LABELS) == 1
+        assert s.value("dynamo_component_errors_total", error_type="cancelled", **LABELS) == 1
+        assert s.value("dynamo_component_errors_total", error_type="panic", **LABELS) == 0
+        assert (s.value("dynamo_component_response_bytes_total", **LABELS) or 0) > 0
+        assert (s.value("dynamo_component_request_bytes_total", **LABELS) or 0) > 0
+
+        await served.stop()
+        with pytest.raises(RuntimeError, match="no instance"):
+            await client.round_robin({"prompt": "x", "n": 1})
+
+    asyncio.run(main())
+
+
+def test_handler_must_be_an_async_generator(drt: DistributedRuntime) -> None:
+    def not_a_generator(request: Any) -> int:
+        return 1
+
+    async def main() -> None:
+        endpoint = drt.namespace("py").component("worker").endpoint("generate")
+        await endpoint.serve_endpoint(not_a_generator)  # type: ignore[arg-type]
+        client = await endpoint.client()
+        with pytest.raises(RuntimeError, match="async generator"):
+            async for _ in await client.round_robin({}):
+                pass
+        s = await settle(drt, 1)
+        assert s.value("dynamo_component_errors_total", error_type="handler", **LABELS) == 1
+
+    asyncio.run(main())
