@@ -183,9 +183,13 @@ fn two_workers_a_client_a_kill_and_malformed_payloads() {
     // Each worker reports its endpoint ready.
     for w in [&a, &b] {
         let health_url = w.metrics_url.replace("/metrics", "/health");
-        let health: serde_json::Value = reqwest::blocking::get(&health_url).unwrap().json().unwrap();
+        let health: serde_json::Value =
+            reqwest::blocking::get(&health_url).unwrap().json().unwrap();
         assert_eq!(health["status"], "ready", "{health}");
-        assert_eq!(health["endpoints"]["dynamo/backend/generate"], "ready", "{health}");
+        assert_eq!(
+            health["endpoints"]["dynamo/backend/generate"], "ready",
+            "{health}"
+        );
     }
 
     // Traffic spreads over both workers, and each counts what it served.

@@ -8,6 +8,28 @@ mod runtime;
 mod serving;
 
 use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Set when the interpreter starts exiting: from then on, runtime threads no
+/// longer call into Python (a callback or handler is skipped with an error).
+static PYTHON_EXITING: AtomicBool = AtomicBool::new(false);
+
+/// True once the interpreter is exiting.
+pub(crate) fn python_exiting() -> bool {
+    PYTHON_EXITING.load(Ordering::Acquire)
+}
+
+/// Registered with `atexit` by `dynamo/__init__.py`. CPython 3.11 ends a thread
+/// that tries to take the GIL during finalization with `pthread_exit`, which
+/// aborts the process when it unwinds through Rust frames. So: stop new calls
+/// into Python from runtime threads, then release the GIL for a moment so that
+/// a thread already handing a result to asyncio can finish while it still can.
+#[pyfunction]
+fn _shutdown(py: Python<'_>) {
+    PYTHON_EXITING.store(true, Ordering::Release);
+    py.detach(|| std::thread::sleep(Duration::from_millis(50)));
+}
 
 /// Logs of the Rust side go to stderr; `DYN_LOG` (or `RUST_LOG`) sets the
 /// level, `info` by default.
@@ -24,6 +46,7 @@ fn init_logging() {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     init_logging();
+    m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_class::<runtime::PyDistributedRuntime>()?;
     m.add_class::<runtime::PyNamespace>()?;
     m.add_class::<runtime::PyComponent>()?;

@@ -3,7 +3,10 @@
 
 use crate::errors::value_error;
 use dynamo_runtime::prometheus::core::Collector;
-use dynamo_runtime::{CounterVec, GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, MetricVec, MetricsScope, VecChild};
+use dynamo_runtime::{
+    CounterVec, GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, MetricVec, MetricsScope,
+    VecChild,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -57,10 +60,18 @@ macro_rules! plain_metric {
 }
 
 plain_metric!("Counter", Counter, dynamo_runtime::prometheus::Counter);
-plain_metric!("IntCounter", IntCounter, dynamo_runtime::prometheus::IntCounter);
+plain_metric!(
+    "IntCounter",
+    IntCounter,
+    dynamo_runtime::prometheus::IntCounter
+);
 plain_metric!("Gauge", Gauge, dynamo_runtime::prometheus::Gauge);
 plain_metric!("IntGauge", IntGauge, dynamo_runtime::prometheus::IntGauge);
-plain_metric!("Histogram", Histogram, dynamo_runtime::prometheus::Histogram);
+plain_metric!(
+    "Histogram",
+    Histogram,
+    dynamo_runtime::prometheus::Histogram
+);
 
 fn non_negative_f64(metric: &str, v: f64) -> PyResult<f64> {
     if v >= 0.0 && v.is_finite() {
@@ -88,7 +99,8 @@ impl Counter {
     }
     /// Adds `value` (>= 0).
     fn inc_by(&self, value: f64) -> PyResult<()> {
-        self.inner.inc_by(non_negative_f64(&self.desc().fq_name, value)?);
+        self.inner
+            .inc_by(non_negative_f64(&self.desc().fq_name, value)?);
         Ok(())
     }
     /// The current value.
@@ -105,7 +117,8 @@ impl IntCounter {
     }
     /// Adds `value` (>= 0).
     fn inc_by(&self, value: i64) -> PyResult<()> {
-        self.inner.inc_by(non_negative_u64(&self.desc().fq_name, value)?);
+        self.inner
+            .inc_by(non_negative_u64(&self.desc().fq_name, value)?);
         Ok(())
     }
     /// The current value.
@@ -222,12 +235,18 @@ impl<M: VecChild> VecCore<M> {
                 PyTypeError::new_err(format!(
                     "metric {:?}: the value of label {key:?} must be a str, not {}",
                     self.vec.name(),
-                    value.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                    value
+                        .get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
                 ))
             })?;
             strs.push(s.to_str()?);
         }
-        self.vec.get_metric_with_label_values(&strs).map_err(value_error)
+        self.vec
+            .get_metric_with_label_values(&strs)
+            .map_err(value_error)
     }
 
     fn wrong_labels(&self, labels: &Bound<'_, PyDict>) -> PyErr {
@@ -287,11 +306,27 @@ macro_rules! vec_metric {
     };
 }
 
-vec_metric!("CounterVec", PyCounterVec, dynamo_runtime::prometheus::Counter);
-vec_metric!("IntCounterVec", PyIntCounterVec, dynamo_runtime::prometheus::IntCounter);
+vec_metric!(
+    "CounterVec",
+    PyCounterVec,
+    dynamo_runtime::prometheus::Counter
+);
+vec_metric!(
+    "IntCounterVec",
+    PyIntCounterVec,
+    dynamo_runtime::prometheus::IntCounter
+);
 vec_metric!("GaugeVec", PyGaugeVec, dynamo_runtime::prometheus::Gauge);
-vec_metric!("IntGaugeVec", PyIntGaugeVec, dynamo_runtime::prometheus::IntGauge);
-vec_metric!("HistogramVec", PyHistogramVec, dynamo_runtime::prometheus::Histogram);
+vec_metric!(
+    "IntGaugeVec",
+    PyIntGaugeVec,
+    dynamo_runtime::prometheus::IntGauge
+);
+vec_metric!(
+    "HistogramVec",
+    PyHistogramVec,
+    dynamo_runtime::prometheus::Histogram
+);
 
 #[pymethods]
 impl PyCounterVec {
@@ -432,29 +467,56 @@ fn names(label_names: &[String]) -> Vec<&str> {
 impl PyMetrics {
     /// Creates (or gets) a counter. `const_labels` is a list of (name, value) pairs.
     #[pyo3(signature = (name, description, const_labels=None))]
-    fn create_counter(&self, name: &str, description: &str, const_labels: Pairs) -> PyResult<Counter> {
-        let inner = self.scope.create_counter(name, description, &pairs(&const_labels)).map_err(value_error)?;
+    fn create_counter(
+        &self,
+        name: &str,
+        description: &str,
+        const_labels: Pairs,
+    ) -> PyResult<Counter> {
+        let inner = self
+            .scope
+            .create_counter(name, description, &pairs(&const_labels))
+            .map_err(value_error)?;
         Ok(Counter { inner })
     }
 
     /// Creates (or gets) an integer counter.
     #[pyo3(signature = (name, description, const_labels=None))]
-    fn create_intcounter(&self, name: &str, description: &str, const_labels: Pairs) -> PyResult<IntCounter> {
-        let inner = self.scope.create_intcounter(name, description, &pairs(&const_labels)).map_err(value_error)?;
+    fn create_intcounter(
+        &self,
+        name: &str,
+        description: &str,
+        const_labels: Pairs,
+    ) -> PyResult<IntCounter> {
+        let inner = self
+            .scope
+            .create_intcounter(name, description, &pairs(&const_labels))
+            .map_err(value_error)?;
         Ok(IntCounter { inner })
     }
 
     /// Creates (or gets) a gauge.
     #[pyo3(signature = (name, description, const_labels=None))]
     fn create_gauge(&self, name: &str, description: &str, const_labels: Pairs) -> PyResult<Gauge> {
-        let inner = self.scope.create_gauge(name, description, &pairs(&const_labels)).map_err(value_error)?;
+        let inner = self
+            .scope
+            .create_gauge(name, description, &pairs(&const_labels))
+            .map_err(value_error)?;
         Ok(Gauge { inner })
     }
 
     /// Creates (or gets) an integer gauge.
     #[pyo3(signature = (name, description, const_labels=None))]
-    fn create_intgauge(&self, name: &str, description: &str, const_labels: Pairs) -> PyResult<IntGauge> {
-        let inner = self.scope.create_intgauge(name, description, &pairs(&const_labels)).map_err(value_error)?;
+    fn create_intgauge(
+        &self,
+        name: &str,
+        description: &str,
+        const_labels: Pairs,
+    ) -> PyResult<IntGauge> {
+        let inner = self
+            .scope
+            .create_intgauge(name, description, &pairs(&const_labels))
+            .map_err(value_error)?;
         Ok(IntGauge { inner })
     }
 
@@ -486,9 +548,16 @@ impl PyMetrics {
     ) -> PyResult<PyCounterVec> {
         let vec: CounterVec = self
             .scope
-            .create_countervec(name, description, &names(&label_names), &pairs(&const_labels))
+            .create_countervec(
+                name,
+                description,
+                &names(&label_names),
+                &pairs(&const_labels),
+            )
             .map_err(value_error)?;
-        Ok(PyCounterVec { core: VecCore::new(py, vec) })
+        Ok(PyCounterVec {
+            core: VecCore::new(py, vec),
+        })
     }
 
     /// Creates (or gets) an integer counter with variable labels.
@@ -503,9 +572,16 @@ impl PyMetrics {
     ) -> PyResult<PyIntCounterVec> {
         let vec: IntCounterVec = self
             .scope
-            .create_intcountervec(name, description, &names(&label_names), &pairs(&const_labels))
+            .create_intcountervec(
+                name,
+                description,
+                &names(&label_names),
+                &pairs(&const_labels),
+            )
             .map_err(value_error)?;
-        Ok(PyIntCounterVec { core: VecCore::new(py, vec) })
+        Ok(PyIntCounterVec {
+            core: VecCore::new(py, vec),
+        })
     }
 
     /// Creates (or gets) a gauge with variable labels.
@@ -520,9 +596,16 @@ impl PyMetrics {
     ) -> PyResult<PyGaugeVec> {
         let vec: GaugeVec = self
             .scope
-            .create_gaugevec(name, description, &names(&label_names), &pairs(&const_labels))
+            .create_gaugevec(
+                name,
+                description,
+                &names(&label_names),
+                &pairs(&const_labels),
+            )
             .map_err(value_error)?;
-        Ok(PyGaugeVec { core: VecCore::new(py, vec) })
+        Ok(PyGaugeVec {
+            core: VecCore::new(py, vec),
+        })
     }
 
     /// Creates (or gets) an integer gauge with variable labels.
@@ -537,9 +620,16 @@ impl PyMetrics {
     ) -> PyResult<PyIntGaugeVec> {
         let vec: IntGaugeVec = self
             .scope
-            .create_intgaugevec(name, description, &names(&label_names), &pairs(&const_labels))
+            .create_intgaugevec(
+                name,
+                description,
+                &names(&label_names),
+                &pairs(&const_labels),
+            )
             .map_err(value_error)?;
-        Ok(PyIntGaugeVec { core: VecCore::new(py, vec) })
+        Ok(PyIntGaugeVec {
+            core: VecCore::new(py, vec),
+        })
     }
 
     /// Creates (or gets) a histogram with variable labels.
@@ -555,15 +645,26 @@ impl PyMetrics {
     ) -> PyResult<PyHistogramVec> {
         let vec: HistogramVec = self
             .scope
-            .create_histogramvec(name, description, &names(&label_names), &pairs(&const_labels), buckets)
+            .create_histogramvec(
+                name,
+                description,
+                &names(&label_names),
+                &pairs(&const_labels),
+                buckets,
+            )
             .map_err(value_error)?;
-        Ok(PyHistogramVec { core: VecCore::new(py, vec) })
+        Ok(PyHistogramVec {
+            core: VecCore::new(py, vec),
+        })
     }
 
     /// Runs `callback()` before every scrape that includes this object. An
     /// exception is logged and counted, and the scrape goes on.
     fn register_callback(&self, callback: Py<PyAny>) {
         self.scope.register_callback(move || {
+            if crate::python_exiting() {
+                return Err("the Python interpreter is exiting".to_owned());
+            }
             Python::attach(|py| callback.call0(py).map(|_| ()).map_err(|e| describe(py, e)))
         });
     }
@@ -572,6 +673,9 @@ impl PyMetrics {
     /// includes this object, as it is.
     fn register_prometheus_expfmt_callback(&self, callback: Py<PyAny>) {
         self.scope.register_prometheus_expfmt_callback(move || {
+            if crate::python_exiting() {
+                return Err("the Python interpreter is exiting".to_owned());
+            }
             Python::attach(|py| {
                 callback
                     .call0(py)
@@ -585,7 +689,8 @@ impl PyMetrics {
     /// Renders without holding the GIL.
     fn prometheus_metrics_fmt(&self, py: Python<'_>) -> PyResult<String> {
         let scope = self.scope.clone();
-        py.detach(move || scope.prometheus_metrics_fmt()).map_err(value_error)
+        py.detach(move || scope.prometheus_metrics_fmt())
+            .map_err(value_error)
     }
 
     fn __repr__(&self) -> String {

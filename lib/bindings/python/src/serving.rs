@@ -4,7 +4,9 @@
 
 use crate::errors::{call_error, serve_error, value_error};
 use crate::runtime::PyEndpoint;
-use dynamo_runtime::request_plane::{Client, Context, HandlerError, ResponseReceiver, ResponseStream, ServedEndpoint};
+use dynamo_runtime::request_plane::{
+    Client, Context, HandlerError, ResponseReceiver, ResponseStream, ServedEndpoint,
+};
 use futures::StreamExt;
 use pyo3::exceptions::{PyStopAsyncIteration, PyTypeError};
 use pyo3::prelude::*;
@@ -19,7 +21,11 @@ type Json = Box<RawValue>;
 static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static JSON_DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-fn json_fn<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+fn json_fn<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
     cell.get_or_try_init(py, || py.import("json")?.getattr(name).map(Bound::unbind))
         .map(|f| f.bind(py).clone())
 }
@@ -27,7 +33,9 @@ fn json_fn<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, name: &st
 /// A Python object as JSON (what `json.dumps` accepts).
 fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Json> {
     let py = obj.py();
-    let text: String = json_fn(py, &JSON_DUMPS, "dumps")?.call1((obj,))?.extract()?;
+    let text: String = json_fn(py, &JSON_DUMPS, "dumps")?
+        .call1((obj,))?
+        .extract()?;
     RawValue::from_string(text).map_err(value_error)
 }
 
@@ -48,7 +56,14 @@ fn handler_error(e: PyErr) -> HandlerError {
 }
 
 /// Calls the Python handler and streams what its async generator yields.
-fn python_stream(handler: &Py<PyAny>, locals: &TaskLocals, request: Json) -> Result<ResponseStream<Json>, HandlerError> {
+fn python_stream(
+    handler: &Py<PyAny>,
+    locals: &TaskLocals,
+    request: Json,
+) -> Result<ResponseStream<Json>, HandlerError> {
+    if crate::python_exiting() {
+        return Err("the Python interpreter is exiting".into());
+    }
     let agen = Python::attach(|py| -> PyResult<Py<PyAny>> {
         let obj = from_json(py, &request)?;
         let agen = handler.call1(py, (obj,))?;
@@ -65,6 +80,9 @@ fn python_stream(handler: &Py<PyAny>, locals: &TaskLocals, request: Json) -> Res
         let locals = locals.clone();
         async move {
             let agen = state?;
+            if crate::python_exiting() {
+                return Some((Err("the Python interpreter is exiting".into()), None));
+            }
             let next = Python::attach(|py| {
                 let anext = agen.bind(py).call_method0("__anext__")?;
                 pyo3_async_runtimes::into_future_with_locals(&locals, anext)
@@ -91,7 +109,11 @@ impl PyEndpoint {
     /// Serves this endpoint: `handler(request)` is an async generator function
     /// whose yields are the responses. Requests and responses are JSON values.
     /// Returns a `ServedEndpoint`; the endpoint's automatic metrics are recorded.
-    fn serve_endpoint<'py>(&self, py: Python<'py>, handler: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn serve_endpoint<'py>(
+        &self,
+        py: Python<'py>,
+        handler: Py<PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let locals = pyo3_async_runtimes::tokio::get_current_locals(py)?;
         let endpoint = self.inner.clone();
         let handler = Arc::new(handler);
@@ -140,7 +162,11 @@ impl PyServedEndpoint {
 
     /// This instance's id.
     fn instance_id(&self) -> Option<u64> {
-        self.inner.try_lock().ok()?.as_ref().map(ServedEndpoint::instance_id)
+        self.inner
+            .try_lock()
+            .ok()?
+            .as_ref()
+            .map(ServedEndpoint::instance_id)
     }
 }
 
@@ -157,7 +183,12 @@ enum Route {
 }
 
 impl PyClient {
-    fn send<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>, route: Route) -> PyResult<Bound<'py, PyAny>> {
+    fn send<'py>(
+        &self,
+        py: Python<'py>,
+        request: &Bound<'py, PyAny>,
+        route: Route,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let json = to_json(request)?;
         let client = self.inner.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
@@ -184,7 +215,11 @@ impl PyClient {
 
     /// Waits until an instance serves (raises TimeoutError after `timeout` seconds).
     #[pyo3(signature = (timeout=10.0))]
-    fn wait_for_instances<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
+    fn wait_for_instances<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let client = self.inner.clone();
         let timeout = Duration::try_from_secs_f64(timeout).map_err(value_error)?;
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
@@ -193,22 +228,39 @@ impl PyClient {
     }
 
     /// Sends `request` to the next instance in turn; returns an async iterator of responses.
-    fn round_robin<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn round_robin<'py>(
+        &self,
+        py: Python<'py>,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.send(py, request, Route::RoundRobin)
     }
 
     /// Sends `request` with the default routing (round-robin).
-    fn generate<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn generate<'py>(
+        &self,
+        py: Python<'py>,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.send(py, request, Route::RoundRobin)
     }
 
     /// Sends `request` to a random instance.
-    fn random<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn random<'py>(
+        &self,
+        py: Python<'py>,
+        request: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.send(py, request, Route::Random)
     }
 
     /// Sends `request` to the instance `instance_id`.
-    fn direct<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>, instance_id: u64) -> PyResult<Bound<'py, PyAny>> {
+    fn direct<'py>(
+        &self,
+        py: Python<'py>,
+        request: &Bound<'py, PyAny>,
+        instance_id: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.send(py, request, Route::Direct(instance_id))
     }
 }
