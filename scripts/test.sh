@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests
 # need (promtool and nats-server from Debian's packages, a Python venv with
-# prometheus_client), then checks formatting and lints, and runs the Rust
-# unit, integration and doc tests and the benchmarks in test mode.
+# prometheus_client, maturin, pytest, mypy), then checks formatting and lints,
+# runs the Rust unit, integration and doc tests and the benchmarks in test
+# mode, builds the Python package and runs its pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-test.txt
 export DYN_TEST_PYTHON="$PWD/$VENV/bin/python"
+# PyO3's build script (clippy, cargo doc) builds against the venv's Python.
+export PYO3_PYTHON="$DYN_TEST_PYTHON"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -46,3 +49,15 @@ cargo test --workspace --benches -q
 
 log "cargo test (unit, integration, doc tests)"
 cargo test --workspace
+
+log "building the Python package dynamo into $VENV (maturin develop --release)"
+(cd lib/bindings/python && VIRTUAL_ENV="$PWD/../../../$VENV" "../../../$VENV/bin/maturin" develop --release -q)
+
+log "mypy --strict on the Python examples and bench"
+"$VENV/bin/python" -m mypy --strict examples/python benches/python_metrics.py
+
+log "Python bench (smoke run)"
+"$VENV/bin/python" benches/python_metrics.py --quick
+
+log "pytest (the Python API)"
+"$VENV/bin/python" -m pytest -q lib/bindings/python/tests

@@ -679,7 +679,7 @@ impl PyMetrics {
             Python::attach(|py| {
                 callback
                     .call0(py)
-                    .and_then(|text| text.extract::<String>(py).map_err(PyErr::from))
+                    .and_then(|text| text.extract::<String>(py))
                     .map_err(|e| describe(py, e))
             })
         });
