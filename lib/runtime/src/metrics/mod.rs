@@ -55,11 +55,48 @@ pub use vec::{
 pub struct MetricsScope {
     registry: Arc<Registry>,
     path: ScopePath,
+    prefix: &'static str,
 }
 
 impl MetricsScope {
     pub(crate) fn new(registry: Arc<Registry>, path: ScopePath) -> Self {
-        Self { registry, path }
+        Self {
+            registry,
+            path,
+            prefix: prometheus_names::COMPONENT_PREFIX,
+        }
+    }
+
+    /// The same scope, naming what it creates with another of the project's
+    /// prefixes instead of `dynamo_component_`: how the HTTP frontend and the
+    /// preprocessor create `dynamo_frontend_*` and `dynamo_preprocessor_*`.
+    /// Any other prefix is an error.
+    ///
+    /// ```
+    /// use dynamo_runtime::prometheus_names::FRONTEND_PREFIX;
+    /// # let drt = dynamo_runtime::DistributedRuntime::new()?;
+    /// let frontend = drt.metrics().with_prefix(FRONTEND_PREFIX)?;
+    /// let g = frontend.create_intgauge("inflight_requests", "Inflight", &[])?;
+    /// # use dynamo_runtime::prometheus::core::Collector;
+    /// assert_eq!(g.desc()[0].fq_name, "dynamo_frontend_inflight_requests");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_prefix(&self, prefix: &'static str) -> Result<Self, MetricsError> {
+        const ALLOWED: [&str; 3] = [
+            prometheus_names::COMPONENT_PREFIX,
+            prometheus_names::FRONTEND_PREFIX,
+            prometheus_names::PREPROCESSOR_PREFIX,
+        ];
+        if !ALLOWED.contains(&prefix) {
+            return Err(MetricsError::InvalidMetricName {
+                name: prefix.to_owned(),
+                reason: format!("not one of the project's prefixes {ALLOWED:?}"),
+            });
+        }
+        Ok(Self {
+            prefix,
+            ..self.clone()
+        })
     }
 
     pub(crate) fn path(&self) -> &ScopePath {
@@ -68,7 +105,10 @@ impl MetricsScope {
 
     /// The scope of the level below with the given name.
     pub(crate) fn child(&self, name: &str) -> Self {
-        Self::new(self.registry.clone(), self.path.child(name))
+        Self {
+            path: self.path.child(name),
+            ..self.clone()
+        }
     }
 
     /// This level's name; empty for the runtime.
@@ -106,7 +146,7 @@ impl MetricsScope {
     ) -> Result<M, MetricsError> {
         let location = Location::caller();
         self.path.validate()?;
-        let exposed = validate::metric_name(name)?;
+        let exposed = validate::prefixed_metric_name(self.prefix, name)?;
         if help.is_empty() {
             return Err(MetricsError::EmptyHelp { metric: exposed });
         }

@@ -90,6 +90,47 @@ pub mod work_handler {
     }
 }
 
+/// The HTTP frontend's LLM metrics (no hierarchy labels; a `model` label).
+pub mod frontend {
+    /// Requests, by `model`, `endpoint`, `request_type` and `status` (counter).
+    pub const REQUESTS_TOTAL: &str = "dynamo_frontend_requests_total";
+    /// Requests being processed (gauge).
+    pub const INFLIGHT_REQUESTS: &str = "dynamo_frontend_inflight_requests";
+    /// From request arrival to the last byte of the response (histogram).
+    pub const REQUEST_DURATION_SECONDS: &str = "dynamo_frontend_request_duration_seconds";
+    /// From request arrival to the first token sent (histogram).
+    pub const TIME_TO_FIRST_TOKEN_SECONDS: &str = "dynamo_frontend_time_to_first_token_seconds";
+    /// Between consecutive output tokens (histogram; one observation per token after the first).
+    pub const INTER_TOKEN_LATENCY_SECONDS: &str = "dynamo_frontend_inter_token_latency_seconds";
+    /// Prompt length in tokens (histogram).
+    pub const INPUT_SEQUENCE_TOKENS: &str = "dynamo_frontend_input_sequence_tokens";
+    /// Generated length in tokens (histogram).
+    pub const OUTPUT_SEQUENCE_TOKENS: &str = "dynamo_frontend_output_sequence_tokens";
+    /// Requests that failed, by `model`, `endpoint` and `error_type` (counter).
+    pub const REQUEST_ERRORS_TOTAL: &str = "dynamo_frontend_request_errors_total";
+
+    /// Label: the model asked for.
+    pub const MODEL: &str = "model";
+    /// Label: `chat_completions` or `completions`.
+    pub const ENDPOINT: &str = "endpoint";
+    /// Label: `stream` or `unary`.
+    pub const REQUEST_TYPE: &str = "request_type";
+    /// Label: `success` or `error`.
+    pub const STATUS: &str = "status";
+}
+
+/// The preprocessor's metrics (a `model` label).
+pub mod preprocessor {
+    /// Prompts tokenized (counter).
+    pub const REQUESTS_TOTAL: &str = "dynamo_preprocessor_requests_total";
+    /// Prompt tokens produced by the tokenizer (counter).
+    pub const INPUT_TOKENS_TOTAL: &str = "dynamo_preprocessor_input_tokens_total";
+    /// Output tokens detokenized (counter).
+    pub const OUTPUT_TOKENS_TOTAL: &str = "dynamo_preprocessor_output_tokens_total";
+    /// Time spent applying the chat template and tokenizing (histogram).
+    pub const TOKENIZE_SECONDS: &str = "dynamo_preprocessor_tokenize_seconds";
+}
+
 /// Metrics of the runtime itself (no hierarchy labels).
 pub mod runtime {
     /// Seconds since the `DistributedRuntime` was created (gauge).
@@ -188,14 +229,23 @@ fn sanitize(name: &str, allow_colon: bool) -> String {
 /// assert_eq!(build_component_metric_name("--"), None);
 /// ```
 pub fn build_component_metric_name(name: &str) -> Option<String> {
+    build_metric_name(COMPONENT_PREFIX, name)
+}
+
+/// Like [`build_component_metric_name`] with another prefix
+/// ([`FRONTEND_PREFIX`], [`PREPROCESSOR_PREFIX`]).
+///
+/// ```
+/// use dynamo_runtime::prometheus_names::{build_metric_name, FRONTEND_PREFIX};
+/// assert_eq!(build_metric_name(FRONTEND_PREFIX, "inflight_requests").as_deref(), Some("dynamo_frontend_inflight_requests"));
+/// ```
+pub fn build_metric_name(prefix: &str, name: &str) -> Option<String> {
     let sanitized = sanitize_metric_name(name);
-    let base = sanitized
-        .strip_prefix(COMPONENT_PREFIX)
-        .unwrap_or(&sanitized);
+    let base = sanitized.strip_prefix(prefix).unwrap_or(&sanitized);
     if base.chars().all(|c| c == '_') {
         return None;
     }
-    Some(format!("{COMPONENT_PREFIX}{base}"))
+    Some(format!("{prefix}{base}"))
 }
 
 #[cfg(test)]

@@ -21,8 +21,14 @@ pub(crate) fn hierarchy_name(level: &'static str, name: &str) -> Result<(), Metr
 }
 
 /// The exposed name for a user-given metric name.
+#[cfg(test)]
 pub(crate) fn metric_name(name: &str) -> Result<String, MetricsError> {
-    prometheus_names::build_component_metric_name(name).ok_or_else(|| {
+    prefixed_metric_name(prometheus_names::COMPONENT_PREFIX, name)
+}
+
+/// The exposed name for a metric name under `prefix`.
+pub(crate) fn prefixed_metric_name(prefix: &str, name: &str) -> Result<String, MetricsError> {
+    prometheus_names::build_metric_name(prefix, name).ok_or_else(|| {
         MetricsError::InvalidMetricName {
             name: name.to_owned(),
             reason: "it is empty or only underscores after replacing characters outside \

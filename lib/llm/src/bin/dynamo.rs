@@ -1,0 +1,145 @@
+//! `dynamo serve`: the HTTP frontend (:8080) and a mock engine worker (system
+//! server :8081) in one process. `dynamo load`: real HTTP traffic against it.
+//!
+//! ```text
+//! cargo run --release --bin dynamo -- serve
+//! cargo run --release --bin dynamo -- load --requests 200 --concurrency 16
+//! curl localhost:8080/metrics; curl localhost:8081/metrics
+//! ```
+
+use clap::{Parser, Subcommand};
+use dynamo_llm::http::{Frontend, FrontendConfig};
+use dynamo_llm::load::{run, LoadConfig};
+use dynamo_llm::mocker::MockerConfig;
+use dynamo_llm::registry::ModelRegistry;
+use dynamo_runtime::{DistributedRuntime, RuntimeConfig, SystemServerConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "dynamo",
+    about = "LLM serving with live metrics: frontend, mock engine, load generator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The frontend and a mock engine worker in one process.
+    Serve {
+        /// Address of the HTTP frontend.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        http: SocketAddr,
+        /// Port of the worker's system status server (DYN_SYSTEM_PORT wins when set).
+        #[arg(long, default_value_t = 8081)]
+        system_port: u16,
+        /// The model name the mock engine serves.
+        #[arg(long, default_value = "mock-model")]
+        model: String,
+        /// Mock engine: time to first token, ms.
+        #[arg(long, default_value_t = 50)]
+        ttft_ms: u64,
+        /// Mock engine: delay between tokens, ms.
+        #[arg(long, default_value_t = 10)]
+        itl_ms: u64,
+    },
+    /// Sends chat requests to a frontend and prints a summary.
+    Load {
+        /// Base URL of the frontend.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The model to ask for.
+        #[arg(long, default_value = "mock-model")]
+        model: String,
+        /// Requests in all.
+        #[arg(long, default_value_t = 100)]
+        requests: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Tokens per request.
+        #[arg(long, default_value_t = 32)]
+        max_tokens: u32,
+        /// Ask for whole responses instead of streams.
+        #[arg(long)]
+        unary: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    match Cli::parse().command {
+        Command::Serve {
+            http,
+            system_port,
+            model,
+            ttft_ms,
+            itl_ms,
+        } => {
+            let mut config = RuntimeConfig::from_env()?;
+            if std::env::var_os(dynamo_runtime::ENV_SYSTEM_PORT).is_none() {
+                config.system_server = SystemServerConfig::Enabled {
+                    host: dynamo_runtime::DEFAULT_SYSTEM_HOST.to_owned(),
+                    port: system_port,
+                };
+            }
+            let drt = DistributedRuntime::from_config(config)?;
+            let registry = ModelRegistry::default();
+            let mocker = MockerConfig {
+                ttft: Duration::from_millis(ttft_ms),
+                itl: Duration::from_millis(itl_ms),
+            };
+            let _worker = dynamo_llm::start_mock_worker(&drt, &registry, &model, mocker).await?;
+            let frontend = Frontend::new(drt.clone(), registry, FrontendConfig::default())?;
+            let bound = frontend.serve(http).await?;
+            println!("frontend on http://{bound} (model {model:?})");
+            if let Some(addr) = drt.system_server_addr() {
+                println!("worker metrics on http://{addr}/metrics");
+            }
+            tokio::signal::ctrl_c().await?;
+            Ok(())
+        }
+        Command::Load {
+            url,
+            model,
+            requests,
+            concurrency,
+            max_tokens,
+            unary,
+            quiet,
+        } => {
+            let report = run(LoadConfig {
+                url,
+                model,
+                requests,
+                concurrency,
+                max_tokens,
+                stream: !unary,
+                progress: !quiet,
+            })
+            .await?;
+            print!("{}", report.table());
+            if report.failed > 0 {
+                anyhow::bail!("{} requests failed", report.failed);
+            }
+            Ok(())
+        }
+    }
+}

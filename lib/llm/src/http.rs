@@ -1,0 +1,545 @@
+//! The OpenAI-compatible HTTP frontend: `POST /v1/chat/completions`,
+//! `POST /v1/completions` (streaming and not), `GET /v1/models`, `/metrics`,
+//! `/health`. Requests are preprocessed here and routed to an engine worker
+//! over the request plane; the LLM metrics are measured on the real stream.
+
+use crate::metrics::{error_type, FrontendMetrics, RequestTimer};
+use crate::preprocessor::Preprocessor;
+use crate::protocols::{ChatCompletionRequest, CompletionRequest, EngineOutput, EngineRequest};
+use crate::registry::{ModelEntry, ModelRegistry};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dynamo_runtime::request_plane::{CallError, Client};
+use dynamo_runtime::DistributedRuntime;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Limits of the frontend.
+#[derive(Debug, Clone)]
+pub struct FrontendConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest `max_tokens` accepted.
+    pub max_tokens_limit: u32,
+    /// `max_tokens` when a request gives none.
+    pub default_max_tokens: u32,
+    /// Record the LLM metrics (off only for the benchmark of their cost).
+    pub metrics_enabled: bool,
+}
+
+impl Default for FrontendConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_tokens_limit: 8192,
+            default_max_tokens: 16,
+            metrics_enabled: true,
+        }
+    }
+}
+
+type EngineClient = Client<EngineRequest, EngineOutput>;
+
+/// The frontend's state.
+pub struct Frontend {
+    drt: DistributedRuntime,
+    registry: ModelRegistry,
+    preprocessor: Preprocessor,
+    metrics: FrontendMetrics,
+    config: FrontendConfig,
+    clients: Mutex<HashMap<String, EngineClient>>,
+}
+
+const CHAT: &str = "chat_completions";
+const COMPLETIONS: &str = "completions";
+
+impl Frontend {
+    /// A frontend on `drt` routing the models of `registry`.
+    pub fn new(
+        drt: DistributedRuntime,
+        registry: ModelRegistry,
+        config: FrontendConfig,
+    ) -> Result<Arc<Self>, dynamo_runtime::MetricsError> {
+        let metrics = FrontendMetrics::new(drt.metrics(), config.metrics_enabled)?;
+        let preprocessor = Preprocessor::new(drt.metrics())?;
+        Ok(Arc::new(Self {
+            drt,
+            registry,
+            preprocessor,
+            metrics,
+            config,
+            clients: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(chat_completions))
+            .route("/v1/completions", post(completions))
+            .route("/v1/models", get(models))
+            .route("/metrics", get(metrics))
+            .route("/health", get(health))
+            .layer(DefaultBodyLimit::disable())
+            .with_state(self.clone())
+    }
+
+    /// Serves on `addr` until the process ends; returns the bound address.
+    pub async fn serve(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        // Streamed tokens are small writes: without TCP_NODELAY, Nagle's
+        // algorithm holds them back until the client acknowledges, which
+        // delays the first token by tens of milliseconds.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        let app = self.router();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "HTTP frontend stopped");
+            }
+        });
+        tracing::info!(address = %bound, "HTTP frontend listening (/v1/chat/completions, /v1/completions, /v1/models, /metrics, /health)");
+        Ok(bound)
+    }
+
+    async fn client(&self, model: &str, entry: &ModelEntry) -> Result<EngineClient, CallError> {
+        if let Some(c) = self.clients.lock().get(model) {
+            return Ok(c.clone());
+        }
+        let endpoint = self
+            .drt
+            .namespace(&entry.namespace)
+            .component(&entry.component)
+            .endpoint(&entry.endpoint);
+        let client = endpoint.client::<EngineRequest, EngineOutput>().await?;
+        self.clients.lock().insert(model.to_owned(), client.clone());
+        Ok(client)
+    }
+}
+
+/// An OpenAI-style error response.
+fn error_response(status: StatusCode, kind: &str, message: String, code: Option<&str>) -> Response {
+    let body =
+        json!({"error": {"message": message, "type": kind, "param": Value::Null, "code": code}});
+    (status, Json(body)).into_response()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What both endpoints hand to [`generate`].
+struct Job {
+    model: String,
+    endpoint: &'static str,
+    prompt: String,
+    max_tokens: Option<u32>,
+    stream: bool,
+    include_usage: bool,
+    start: Instant,
+}
+
+fn request_type(stream: bool) -> &'static str {
+    if stream {
+        "stream"
+    } else {
+        "unary"
+    }
+}
+
+/// Reads the body with the size limit; on failure, the response to send.
+async fn read_body(fe: &Frontend, body: Body, endpoint: &'static str) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, fe.config.max_body_bytes)
+        .await
+        .map_err(|_| {
+            fe.metrics
+                .rejected("unknown", endpoint, "unary", error_type::PAYLOAD_TOO_LARGE);
+            error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                format!(
+                    "request body larger than {} bytes",
+                    fe.config.max_body_bytes
+                ),
+                None,
+            )
+        })
+}
+
+fn invalid(
+    fe: &Frontend,
+    model: &str,
+    endpoint: &'static str,
+    stream: bool,
+    message: String,
+) -> Response {
+    fe.metrics.rejected(
+        model,
+        endpoint,
+        request_type(stream),
+        error_type::INVALID_REQUEST,
+    );
+    error_response(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        message,
+        None,
+    )
+}
+
+async fn chat_completions(State(fe): State<Arc<Frontend>>, body: Body) -> Response {
+    let start = Instant::now();
+    let bytes = match read_body(&fe, body, CHAT).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let req: ChatCompletionRequest = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return invalid(
+                &fe,
+                "unknown",
+                CHAT,
+                false,
+                format!("invalid request body: {e}"),
+            )
+        }
+    };
+    if req.messages.is_empty() {
+        return invalid(
+            &fe,
+            &req.model,
+            CHAT,
+            req.stream,
+            "messages must not be empty".to_owned(),
+        );
+    }
+    let job = Job {
+        prompt: Preprocessor::apply_chat_template(&req.messages),
+        max_tokens: req.max_completion_tokens.or(req.max_tokens),
+        stream: req.stream,
+        include_usage: req.stream_options.is_some_and(|o| o.include_usage),
+        model: req.model,
+        endpoint: CHAT,
+        start,
+    };
+    generate(fe, job).await
+}
+
+async fn completions(State(fe): State<Arc<Frontend>>, body: Body) -> Response {
+    let start = Instant::now();
+    let bytes = match read_body(&fe, body, COMPLETIONS).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let req: CompletionRequest = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return invalid(
+                &fe,
+                "unknown",
+                COMPLETIONS,
+                false,
+                format!("invalid request body: {e}"),
+            )
+        }
+    };
+    let job = Job {
+        prompt: req.prompt,
+        max_tokens: req.max_tokens,
+        stream: req.stream,
+        include_usage: req.stream_options.is_some_and(|o| o.include_usage),
+        model: req.model,
+        endpoint: COMPLETIONS,
+        start,
+    };
+    generate(fe, job).await
+}
+
+async fn generate(fe: Arc<Frontend>, job: Job) -> Response {
+    let rtype = request_type(job.stream);
+    let limit = fe.config.max_tokens_limit;
+    let max_tokens = job.max_tokens.unwrap_or(fe.config.default_max_tokens);
+    if max_tokens == 0 || max_tokens > limit {
+        return invalid(
+            &fe,
+            &job.model,
+            job.endpoint,
+            job.stream,
+            format!("max_tokens must be between 1 and {limit}, got {max_tokens}"),
+        );
+    }
+    let Some(entry) = fe.registry.get(&job.model) else {
+        fe.metrics
+            .rejected(&job.model, job.endpoint, rtype, error_type::MODEL_NOT_FOUND);
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("The model `{}` does not exist.", job.model),
+            Some("model_not_found"),
+        );
+    };
+    let token_ids = fe.preprocessor.tokenize(&job.model, &job.prompt);
+    let prompt_tokens = token_ids.len();
+    let mut timer = fe.metrics.start(&job.model, job.endpoint, rtype, job.start);
+    timer.input_tokens(prompt_tokens);
+    let engine = match fe.client(&job.model, &entry).await {
+        Ok(c) => {
+            c.round_robin(EngineRequest {
+                token_ids,
+                max_tokens,
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    let engine = match engine {
+        Ok(s) => s,
+        Err(e @ (CallError::NoInstances { .. } | CallError::InstanceNotFound { .. })) => {
+            timer.fail(error_type::NO_WORKER);
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                format!("no worker serves `{}`: {e}", job.model),
+                None,
+            );
+        }
+        Err(e) => {
+            timer.fail(error_type::ENGINE);
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                e.to_string(),
+                None,
+            );
+        }
+    };
+    let meta = ResponseMeta {
+        id: format!(
+            "{}-{:016x}",
+            if job.endpoint == CHAT {
+                "chatcmpl"
+            } else {
+                "cmpl"
+            },
+            fastrand_u64()
+        ),
+        created: now_secs(),
+        model: job.model.clone(),
+        chat: job.endpoint == CHAT,
+        prompt_tokens,
+    };
+    let decoder = fe.preprocessor.decoder(&job.model);
+    if job.stream {
+        stream_response(meta, engine, decoder, timer, job.include_usage)
+    } else {
+        unary_response(meta, engine, decoder, timer).await
+    }
+}
+
+fn fastrand_u64() -> u64 {
+    // Request ids need to be unique, not secret.
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+struct ResponseMeta {
+    id: String,
+    created: u64,
+    model: String,
+    chat: bool,
+    prompt_tokens: usize,
+}
+
+impl ResponseMeta {
+    fn usage(&self, completion_tokens: u64) -> Value {
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": self.prompt_tokens as u64 + completion_tokens,
+        })
+    }
+
+    fn chunk(&self, text: &str, finish_reason: Option<&str>) -> Value {
+        if self.chat {
+            json!({
+                "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+            })
+        } else {
+            json!({
+                "id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish_reason}],
+            })
+        }
+    }
+
+    fn usage_chunk(&self, completion_tokens: u64) -> Value {
+        json!({
+            "id": self.id,
+            "object": if self.chat { "chat.completion.chunk" } else { "text_completion" },
+            "created": self.created, "model": self.model, "choices": [], "usage": self.usage(completion_tokens),
+        })
+    }
+}
+
+type EngineStream = dynamo_runtime::request_plane::ResponseReceiver<EngineOutput>;
+
+fn sse(value: &Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}
+
+fn stream_response(
+    meta: ResponseMeta,
+    mut engine: EngineStream,
+    mut decoder: crate::preprocessor::Decoder,
+    mut timer: RequestTimer,
+    include_usage: bool,
+) -> Response {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(2);
+    tokio::spawn(async move {
+        let mut finish = None;
+        while let Some(item) = engine.next().await {
+            match item {
+                Ok(out) => {
+                    let text = decoder.push(&out.token_ids);
+                    finish = out.finish_reason.clone().or(finish);
+                    if tx.send(sse(&meta.chunk(&text, None))).await.is_err() {
+                        return; // the client went away: the timer says so
+                    }
+                    timer.tokens_sent(out.token_ids.len());
+                }
+                Err(e) => {
+                    timer.fail(error_type::ENGINE);
+                    let err =
+                        json!({"error": {"message": e.to_string(), "type": "internal_error"}});
+                    let _ = tx.send(sse(&err)).await;
+                    let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+                    return;
+                }
+            }
+        }
+        let finish = finish.unwrap_or_else(|| "stop".to_owned());
+        let mut tail = vec![sse(&meta.chunk("", Some(&finish)))];
+        if include_usage {
+            tail.push(sse(&meta.usage_chunk(timer.output_tokens())));
+        }
+        tail.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        for b in tail {
+            if tx.send(b).await.is_err() {
+                return;
+            }
+        }
+        timer.succeed();
+    });
+    let body = Body::from_stream(futures::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|b| b.map(Ok::<Bytes, std::convert::Infallible>))
+    }));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn unary_response(
+    meta: ResponseMeta,
+    mut engine: EngineStream,
+    mut decoder: crate::preprocessor::Decoder,
+    mut timer: RequestTimer,
+) -> Response {
+    let mut text = String::new();
+    let mut finish = None;
+    while let Some(item) = engine.next().await {
+        match item {
+            Ok(out) => {
+                text.push_str(&decoder.push(&out.token_ids));
+                finish = out.finish_reason.clone().or(finish);
+                timer.tokens_sent(out.token_ids.len());
+            }
+            Err(e) => {
+                timer.fail(error_type::ENGINE);
+                return error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    e.to_string(),
+                    None,
+                );
+            }
+        }
+    }
+    let finish = finish.unwrap_or_else(|| "stop".to_owned());
+    let usage = meta.usage(timer.output_tokens());
+    let body = if meta.chat {
+        json!({
+            "id": meta.id, "object": "chat.completion", "created": meta.created, "model": meta.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+            "usage": usage,
+        })
+    } else {
+        json!({
+            "id": meta.id, "object": "text_completion", "created": meta.created, "model": meta.model,
+            "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish}],
+            "usage": usage,
+        })
+    };
+    timer.succeed();
+    Json(body).into_response()
+}
+
+async fn models(State(fe): State<Arc<Frontend>>) -> Response {
+    let created = now_secs();
+    let data: Vec<Value> = fe
+        .registry
+        .names()
+        .into_iter()
+        .map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": "dynamo"}))
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn metrics(State(fe): State<Arc<Frontend>>) -> Response {
+    let scope = fe.drt.metrics().clone();
+    match tokio::task::spawn_blocking(move || scope.prometheus_metrics_fmt()).await {
+        Ok(Ok(text)) => (
+            [(header::CONTENT_TYPE, dynamo_runtime::METRICS_CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics rendering failed\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn health(State(fe): State<Arc<Frontend>>) -> Response {
+    let report = fe.drt.health();
+    let code = match report.status {
+        dynamo_runtime::HealthStatus::Ready => StatusCode::OK,
+        dynamo_runtime::HealthStatus::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (code, Json(report)).into_response()
+}

@@ -1,0 +1,49 @@
+//! # dynamo-llm
+//!
+//! The LLM serving path on `dynamo-runtime`: an OpenAI-compatible HTTP
+//! frontend ([`http`]) with the `dynamo_frontend_*` metrics ([`metrics`]), a
+//! preprocessor with a real BPE tokenizer ([`preprocessor`]), a mock engine
+//! ([`mocker`]) served as a worker, the model registry that connects them
+//! ([`registry`]), and the load generator behind `dynamo load` ([`load`]).
+
+pub mod http;
+pub mod load;
+pub mod metrics;
+pub mod mocker;
+pub mod preprocessor;
+pub mod protocols;
+pub mod registry;
+
+use dynamo_runtime::request_plane::{ServeError, ServedEndpoint};
+use dynamo_runtime::DistributedRuntime;
+use registry::{ModelEntry, ModelRegistry};
+
+/// Namespace of the mock worker's endpoint.
+pub const WORKER_NAMESPACE: &str = "dynamo";
+/// Component of the mock worker's endpoint.
+pub const WORKER_COMPONENT: &str = "mocker";
+/// The mock worker's endpoint.
+pub const WORKER_ENDPOINT: &str = "generate";
+
+/// Serves the mock engine on `drt` and registers `model` for it.
+pub async fn start_mock_worker(
+    drt: &DistributedRuntime,
+    registry: &ModelRegistry,
+    model: &str,
+    config: mocker::MockerConfig,
+) -> Result<ServedEndpoint, ServeError> {
+    let endpoint = drt
+        .namespace(WORKER_NAMESPACE)
+        .component(WORKER_COMPONENT)
+        .endpoint(WORKER_ENDPOINT);
+    let served = endpoint.serve(mocker::mock_engine(config)).await?;
+    registry.register(
+        model,
+        ModelEntry {
+            namespace: WORKER_NAMESPACE.to_owned(),
+            component: WORKER_COMPONENT.to_owned(),
+            endpoint: WORKER_ENDPOINT.to_owned(),
+        },
+    );
+    Ok(served)
+}
