@@ -183,6 +183,42 @@ async fn read_body(fe: &Frontend, body: Body, endpoint: &'static str) -> Result<
         })
 }
 
+/// Parses a request body; on failure, the error response (labelled with the
+/// model the body names, when it names one).
+fn parse_body<T: serde::de::DeserializeOwned>(
+    fe: &Frontend,
+    bytes: &[u8],
+    endpoint: &'static str,
+) -> Result<T, Response> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        invalid(
+            fe,
+            "unknown",
+            endpoint,
+            false,
+            format!("invalid request body: {e}"),
+        )
+    })?;
+    let model = value
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_owned();
+    let stream = value
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    serde_json::from_value(value).map_err(|e| {
+        invalid(
+            fe,
+            &model,
+            endpoint,
+            stream,
+            format!("invalid request: {e}"),
+        )
+    })
+}
+
 fn invalid(
     fe: &Frontend,
     model: &str,
@@ -210,17 +246,9 @@ async fn chat_completions(State(fe): State<Arc<Frontend>>, body: Body) -> Respon
         Ok(b) => b,
         Err(r) => return r,
     };
-    let req: ChatCompletionRequest = match serde_json::from_slice(&bytes) {
+    let req: ChatCompletionRequest = match parse_body(&fe, &bytes, CHAT) {
         Ok(r) => r,
-        Err(e) => {
-            return invalid(
-                &fe,
-                "unknown",
-                CHAT,
-                false,
-                format!("invalid request body: {e}"),
-            )
-        }
+        Err(r) => return r,
     };
     if req.messages.is_empty() {
         return invalid(
@@ -249,17 +277,9 @@ async fn completions(State(fe): State<Arc<Frontend>>, body: Body) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let req: CompletionRequest = match serde_json::from_slice(&bytes) {
+    let req: CompletionRequest = match parse_body(&fe, &bytes, COMPLETIONS) {
         Ok(r) => r,
-        Err(e) => {
-            return invalid(
-                &fe,
-                "unknown",
-                COMPLETIONS,
-                false,
-                format!("invalid request body: {e}"),
-            )
-        }
+        Err(r) => return r,
     };
     let job = Job {
         prompt: req.prompt,
