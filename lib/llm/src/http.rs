@@ -165,6 +165,8 @@ fn request_type(stream: bool) -> &'static str {
 }
 
 /// Reads the body with the size limit; on failure, the response to send.
+// The error is the HTTP response itself, handed straight back to axum.
+#[allow(clippy::result_large_err)]
 async fn read_body(fe: &Frontend, body: Body, endpoint: &'static str) -> Result<Bytes, Response> {
     axum::body::to_bytes(body, fe.config.max_body_bytes)
         .await
@@ -185,6 +187,7 @@ async fn read_body(fe: &Frontend, body: Body, endpoint: &'static str) -> Result<
 
 /// Parses a request body; on failure, the error response (labelled with the
 /// model the body names, when it names one).
+#[allow(clippy::result_large_err)]
 fn parse_body<T: serde::de::DeserializeOwned>(
     fe: &Frontend,
     bytes: &[u8],

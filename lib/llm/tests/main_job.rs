@@ -1,0 +1,70 @@
+//! The README's main job, run as a user would: `dynamo serve` (frontend on
+//! :8080, worker system server on :8081), a request, both /metrics, then
+//! `dynamo load`, whose summary must agree with the frontend's /metrics.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(url: &str) -> (u16, String) {
+    let r = reqwest::blocking::get(url).unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+#[test]
+fn serve_then_load() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamo"))
+        .args(["serve", "--ttft-ms", "20", "--itl-ms", "2"])
+        .env_remove("DYN_SYSTEM_PORT")
+        .env_remove("NATS_SERVER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let serve = Proc(child);
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("frontend on http://0.0.0.0:8080"), "{first}");
+
+    let reply: serde_json::Value = reqwest::blocking::Client::new()
+        .post("http://127.0.0.1:8080/v1/chat/completions")
+        .json(&serde_json::json!({"model": "mock-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(reply["usage"]["completion_tokens"], 4, "{reply}");
+
+    let (status, frontend) = get("http://127.0.0.1:8080/metrics");
+    assert_eq!(status, 200);
+    assert!(frontend.contains("dynamo_frontend_requests_total{endpoint=\"chat_completions\",model=\"mock-model\",request_type=\"unary\",status=\"success\"} 1"), "{frontend}");
+    let (status, worker) = get("http://127.0.0.1:8081/metrics");
+    assert_eq!(status, 200);
+    assert!(worker.contains("dynamo_component_requests_total{dynamo_component=\"mocker\",dynamo_endpoint=\"generate\",dynamo_namespace=\"dynamo\"} 1"), "{worker}");
+    let (status, health) = get("http://127.0.0.1:8081/health");
+    assert_eq!(status, 200);
+    assert!(health.contains("\"dynamo/mocker/generate\":\"ready\""), "{health}");
+
+    let start = Instant::now();
+    let load = Command::new(env!("CARGO_BIN_EXE_dynamo"))
+        .args(["load", "--requests", "30", "--concurrency", "4", "--max-tokens", "8", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(120));
+    let out = String::from_utf8_lossy(&load.stdout);
+    assert!(load.status.success(), "{out}\n{}", String::from_utf8_lossy(&load.stderr));
+    assert!(out.contains("requests: 30 ok, 0 failed"), "{out}");
+    assert!(out.contains("frontend /metrics for this run: 30 successful requests"), "{out}");
+    for row in ["TTFT", "ITL", "end-to-end"] {
+        assert!(out.lines().any(|l| l.starts_with(row)), "{row} missing:\n{out}");
+    }
+    drop(serve);
+}
