@@ -59,5 +59,5 @@ log "mypy --strict on the Python examples and bench"
 log "Python bench (smoke run)"
 "$VENV/bin/python" benches/python_metrics.py --quick
 
-log "pytest (the Python API)"
-"$VENV/bin/python" -m pytest -q lib/bindings/python/tests
+log "pytest (the Python API, and the openai client against dynamo serve)"
+"$VENV/bin/python" -m pytest -q lib/bindings/python/tests lib/llm/tests/python
