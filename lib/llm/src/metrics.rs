@@ -62,6 +62,8 @@ pub struct FrontendMetrics {
     osl: HistogramVec,
     /// Off only for the benchmark that measures what the metrics cost.
     enabled: bool,
+    /// Per-token timestamps: a TSC read is ~10 ns here, `Instant::now` ~25 ns.
+    clock: quanta::Clock,
 }
 
 impl FrontendMetrics {
@@ -129,6 +131,7 @@ impl FrontendMetrics {
                 Some(SEQUENCE_BUCKETS.to_vec()),
             )?,
             enabled,
+            clock: quanta::Clock::new(),
         })
     }
 
@@ -179,6 +182,7 @@ impl FrontendMetrics {
         });
         RequestTimer {
             handles,
+            clock: self.clock.clone(),
             start,
             last_token: None,
             output_tokens: 0,
@@ -206,8 +210,10 @@ struct Handles {
 /// `client_disconnected`. Inflight goes back down on drop in every case.
 pub struct RequestTimer {
     handles: Option<Handles>,
+    clock: quanta::Clock,
     start: Instant,
-    last_token: Option<Instant>,
+    /// Raw clock reading at the last token sent.
+    last_token: Option<u64>,
     output_tokens: u64,
     error: Option<&'static str>,
 }
@@ -227,13 +233,13 @@ impl RequestTimer {
         if n == 0 {
             return;
         }
-        let now = Instant::now();
+        let now = self.clock.raw();
         self.output_tokens += n as u64;
         if let Some(h) = &self.handles {
             match self.last_token {
-                None => h.ttft.observe((now - self.start).as_secs_f64()),
+                None => h.ttft.observe(self.start.elapsed().as_secs_f64()),
                 Some(prev) => {
-                    let each = (now - prev).as_secs_f64() / n as f64;
+                    let each = self.clock.delta_as_nanos(prev, now) as f64 * 1e-9 / n as f64;
                     for _ in 0..n {
                         h.itl.observe(each);
                     }

@@ -32,7 +32,10 @@ fn serve_then_load() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let serve = Proc(child);
     let first = lines.next().unwrap().unwrap();
-    assert!(first.starts_with("frontend on http://0.0.0.0:8080"), "{first}");
+    assert!(
+        first.starts_with("frontend on http://0.0.0.0:8080"),
+        "{first}"
+    );
 
     let reply: serde_json::Value = reqwest::blocking::Client::new()
         .post("http://127.0.0.1:8080/v1/chat/completions")
@@ -51,20 +54,42 @@ fn serve_then_load() {
     assert!(worker.contains("dynamo_component_requests_total{dynamo_component=\"mocker\",dynamo_endpoint=\"generate\",dynamo_namespace=\"dynamo\"} 1"), "{worker}");
     let (status, health) = get("http://127.0.0.1:8081/health");
     assert_eq!(status, 200);
-    assert!(health.contains("\"dynamo/mocker/generate\":\"ready\""), "{health}");
+    assert!(
+        health.contains("\"dynamo/mocker/generate\":\"ready\""),
+        "{health}"
+    );
 
     let start = Instant::now();
     let load = Command::new(env!("CARGO_BIN_EXE_dynamo"))
-        .args(["load", "--requests", "30", "--concurrency", "4", "--max-tokens", "8", "--quiet"])
+        .args([
+            "load",
+            "--requests",
+            "30",
+            "--concurrency",
+            "4",
+            "--max-tokens",
+            "8",
+            "--quiet",
+        ])
         .output()
         .unwrap();
     assert!(start.elapsed() < Duration::from_secs(120));
     let out = String::from_utf8_lossy(&load.stdout);
-    assert!(load.status.success(), "{out}\n{}", String::from_utf8_lossy(&load.stderr));
+    assert!(
+        load.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
     assert!(out.contains("requests: 30 ok, 0 failed"), "{out}");
-    assert!(out.contains("frontend /metrics for this run: 30 successful requests"), "{out}");
+    assert!(
+        out.contains("frontend /metrics for this run: 30 successful requests"),
+        "{out}"
+    );
     for row in ["TTFT", "ITL", "end-to-end"] {
-        assert!(out.lines().any(|l| l.starts_with(row)), "{row} missing:\n{out}");
+        assert!(
+            out.lines().any(|l| l.starts_with(row)),
+            "{row} missing:\n{out}"
+        );
     }
     drop(serve);
 }
