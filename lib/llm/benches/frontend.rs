@@ -33,7 +33,7 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         let drt = DistributedRuntime::from_config(RuntimeConfig::default()).expect("runtime");
-        let registry = ModelRegistry::default();
+        let registry = ModelRegistry::new(drt.clone());
         let zero = MockerConfig { ttft: Duration::ZERO, itl: Duration::ZERO };
         let _worker = dynamo_llm::start_mock_worker(&drt, &registry, "mock-model", zero).await.expect("worker");
         let mut urls = Vec::new();

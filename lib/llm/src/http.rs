@@ -309,7 +309,7 @@ async fn generate(fe: Arc<Frontend>, job: Job) -> Response {
             format!("max_tokens must be between 1 and {limit}, got {max_tokens}"),
         );
     }
-    let Some(entry) = fe.registry.get(&job.model) else {
+    let Some(entry) = fe.registry.get(&job.model).await else {
         fe.metrics
             .rejected(&job.model, job.endpoint, rtype, error_type::MODEL_NOT_FOUND);
         return error_response(
@@ -536,6 +536,7 @@ async fn models(State(fe): State<Arc<Frontend>>) -> Response {
     let data: Vec<Value> = fe
         .registry
         .names()
+        .await
         .into_iter()
         .map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": "dynamo"}))
         .collect();

@@ -14,8 +14,8 @@ pub mod preprocessor;
 pub mod protocols;
 pub mod registry;
 
-use dynamo_runtime::request_plane::{ServeError, ServedEndpoint};
-use dynamo_runtime::DistributedRuntime;
+use dynamo_runtime::request_plane::ServedEndpoint;
+use dynamo_runtime::{DistributedRuntime, RecordLease};
 use registry::{ModelEntry, ModelRegistry};
 
 /// Namespace of the mock worker's endpoint.
@@ -25,25 +25,43 @@ pub const WORKER_COMPONENT: &str = "mocker";
 /// The mock worker's endpoint.
 pub const WORKER_ENDPOINT: &str = "generate";
 
+/// A running mock worker: its serving instance and its model card.
+pub struct MockWorker {
+    /// The serving instance.
+    pub served: ServedEndpoint,
+    /// The published model card.
+    pub card: RecordLease,
+}
+
+impl MockWorker {
+    /// Stops serving and withdraws the model card.
+    pub async fn stop(self) {
+        self.card.revoke().await;
+        self.served.stop().await;
+    }
+}
+
 /// Serves the mock engine on `drt` and registers `model` for it.
 pub async fn start_mock_worker(
     drt: &DistributedRuntime,
     registry: &ModelRegistry,
     model: &str,
     config: mocker::MockerConfig,
-) -> Result<ServedEndpoint, ServeError> {
+) -> anyhow::Result<MockWorker> {
     let endpoint = drt
         .namespace(WORKER_NAMESPACE)
         .component(WORKER_COMPONENT)
         .endpoint(WORKER_ENDPOINT);
     let served = endpoint.serve(mocker::mock_engine(config)).await?;
-    registry.register(
-        model,
-        ModelEntry {
-            namespace: WORKER_NAMESPACE.to_owned(),
-            component: WORKER_COMPONENT.to_owned(),
-            endpoint: WORKER_ENDPOINT.to_owned(),
-        },
-    );
-    Ok(served)
+    let card = registry
+        .register(
+            model,
+            ModelEntry {
+                namespace: WORKER_NAMESPACE.to_owned(),
+                component: WORKER_COMPONENT.to_owned(),
+                endpoint: WORKER_ENDPOINT.to_owned(),
+            },
+        )
+        .await?;
+    Ok(MockWorker { served, card })
 }

@@ -14,13 +14,9 @@ use std::time::Duration;
 const TTFT_MS: u64 = 30;
 const ITL_MS: u64 = 5;
 
-async fn setup() -> (
-    String,
-    dynamo_runtime::request_plane::ServedEndpoint,
-    ModelRegistry,
-) {
+async fn setup() -> (String, dynamo_llm::MockWorker, ModelRegistry) {
     let drt = DistributedRuntime::from_config(RuntimeConfig::default()).unwrap();
-    let registry = ModelRegistry::default();
+    let registry = ModelRegistry::new(drt.clone());
     let mocker = MockerConfig {
         ttft: Duration::from_millis(TTFT_MS),
         itl: Duration::from_millis(ITL_MS),
@@ -297,17 +293,28 @@ async fn bad_requests_get_openai_errors_and_are_counted() {
     assert_eq!(status, 404);
     assert_eq!(v["error"]["code"], "model_not_found");
     // Registered, but no worker serves it.
-    registry.register(
-        "orphan",
-        ModelEntry {
-            namespace: "dynamo".into(),
-            component: "gone".into(),
-            endpoint: "generate".into(),
-        },
-    );
+    let _orphan = registry
+        .register(
+            "orphan",
+            ModelEntry {
+                namespace: "dynamo".into(),
+                component: "gone".into(),
+                endpoint: "generate".into(),
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(post(chat("orphan", 4)).await.0, 503);
-    worker.stop().await;
+    worker.served.stop().await;
     assert_eq!(post(chat("mock-model", 4)).await.0, 503);
+    worker.card.revoke().await;
+    // The frontend trusts its list of models for up to 500 ms.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        post(chat("mock-model", 4)).await.0,
+        404,
+        "the model card is gone"
+    );
 
     let text = settled(&url).await;
     eprintln!(
@@ -341,6 +348,8 @@ async fn bad_requests_get_openai_errors_and_are_counted() {
     assert_eq!(e("nope", "model_not_found"), 1.0);
     assert_eq!(e("orphan", "no_worker"), 1.0);
     assert_eq!(e("mock-model", "no_worker"), 1.0);
+    assert_eq!(e("mock-model", "model_not_found"), 1.0);
+    assert_eq!(e("mock-model", "model_not_found"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

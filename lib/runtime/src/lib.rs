@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod discovery;
 mod error;
 mod health;
 mod hierarchy;
@@ -30,6 +31,7 @@ pub use config::{
     RequestPlaneConfig, RuntimeConfig, SystemServerConfig, DEFAULT_SYSTEM_HOST, ENV_NATS_SERVER,
     ENV_SYSTEM_HOST, ENV_SYSTEM_PORT,
 };
+pub use discovery::{DiscoveryError, RecordLease};
 pub use error::{MetricsError, RuntimeError};
 pub use health::{HealthReport, HealthStatus};
 pub use hierarchy::{Component, Endpoint, Namespace};

@@ -36,6 +36,7 @@ struct Inner {
     start: Instant,
     request_plane: RequestPlaneConfig,
     local_plane: Arc<LocalPlane>,
+    local_records: Arc<crate::discovery::LocalRecords>,
     nats_plane: tokio::sync::OnceCell<Arc<NatsPlane>>,
     // Declared before `tokio` so that it stops before the runtime does.
     system_server: Option<SystemServer>,
@@ -114,6 +115,7 @@ impl DistributedRuntime {
                 start,
                 request_plane: config.request_plane,
                 local_plane: Arc::default(),
+                local_records: Arc::default(),
                 nats_plane: tokio::sync::OnceCell::new(),
                 system_server,
                 tokio,
@@ -161,6 +163,10 @@ impl DistributedRuntime {
                 Ok(Plane::Nats(plane.clone()))
             }
         }
+    }
+
+    pub(crate) fn local_records(&self) -> &Arc<crate::discovery::LocalRecords> {
+        &self.inner.local_records
     }
 
     pub(crate) fn health_state(&self) -> &Health {

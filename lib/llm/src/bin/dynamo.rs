@@ -1,10 +1,15 @@
 //! `dynamo serve`: the HTTP frontend (:8080) and a mock engine worker (system
-//! server :8081) in one process. `dynamo load`: real HTTP traffic against it.
+//! server :8081) in one process, or, with `--nats` and `--role`, as separate
+//! processes over NATS. `dynamo load`: real HTTP traffic against the frontend.
 //!
 //! ```text
 //! cargo run --release --bin dynamo -- serve
 //! cargo run --release --bin dynamo -- load --requests 200 --concurrency 16
 //! curl localhost:8080/metrics; curl localhost:8081/metrics
+//!
+//! nats-server -js &
+//! dynamo serve --nats nats://127.0.0.1:4222 --role worker --system-port 8081 &
+//! dynamo serve --nats nats://127.0.0.1:4222 --role frontend
 //! ```
 
 use clap::{Parser, Subcommand};
@@ -12,7 +17,7 @@ use dynamo_llm::http::{Frontend, FrontendConfig};
 use dynamo_llm::load::{run, LoadConfig};
 use dynamo_llm::mocker::MockerConfig;
 use dynamo_llm::registry::ModelRegistry;
-use dynamo_runtime::{DistributedRuntime, RuntimeConfig, SystemServerConfig};
+use dynamo_runtime::{DistributedRuntime, RequestPlaneConfig, RuntimeConfig, SystemServerConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -26,10 +31,26 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    /// Frontend and worker in this process.
+    All,
+    /// Only the HTTP frontend (its /metrics is on the HTTP port).
+    Frontend,
+    /// Only a mock engine worker (its /metrics is on the system port).
+    Worker,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// The frontend and a mock engine worker in one process.
+    /// The frontend and a mock engine worker, in one process or (with --role) one of them.
     Serve {
+        /// What this process runs: both, only the frontend, or only a worker.
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
+        /// NATS server URL: requests and model discovery go over NATS (as NATS_SERVER does).
+        #[arg(long)]
+        nats: Option<String>,
         /// Address of the HTTP frontend.
         #[arg(long, default_value = "0.0.0.0:8080")]
         http: SocketAddr,
@@ -87,6 +108,8 @@ async fn main() -> anyhow::Result<()> {
     init_logging();
     match Cli::parse().command {
         Command::Serve {
+            role,
+            nats,
             http,
             system_port,
             model,
@@ -94,26 +117,46 @@ async fn main() -> anyhow::Result<()> {
             itl_ms,
         } => {
             let mut config = RuntimeConfig::from_env()?;
+            if let Some(url) = nats {
+                config.request_plane = RequestPlaneConfig::Nats { url };
+            }
+            if role != Role::All && config.request_plane == RequestPlaneConfig::InProcess {
+                anyhow::bail!(
+                    "--role frontend/worker runs one side only: give --nats URL (or NATS_SERVER) so the other side can reach it"
+                );
+            }
             if std::env::var_os(dynamo_runtime::ENV_SYSTEM_PORT).is_none() {
-                config.system_server = SystemServerConfig::Enabled {
-                    host: dynamo_runtime::DEFAULT_SYSTEM_HOST.to_owned(),
-                    port: system_port,
+                config.system_server = match role {
+                    Role::Frontend => SystemServerConfig::Disabled,
+                    _ => SystemServerConfig::Enabled {
+                        host: dynamo_runtime::DEFAULT_SYSTEM_HOST.to_owned(),
+                        port: system_port,
+                    },
                 };
             }
             let drt = DistributedRuntime::from_config(config)?;
-            let registry = ModelRegistry::default();
-            let mocker = MockerConfig {
-                ttft: Duration::from_millis(ttft_ms),
-                itl: Duration::from_millis(itl_ms),
-            };
-            let _worker = dynamo_llm::start_mock_worker(&drt, &registry, &model, mocker).await?;
-            let frontend = Frontend::new(drt.clone(), registry, FrontendConfig::default())?;
-            let bound = frontend.serve(http).await?;
-            println!("frontend on http://{bound} (model {model:?})");
+            let registry = ModelRegistry::new(drt.clone());
+            let mut worker = None;
+            if role != Role::Frontend {
+                let mocker = MockerConfig {
+                    ttft: Duration::from_millis(ttft_ms),
+                    itl: Duration::from_millis(itl_ms),
+                };
+                worker =
+                    Some(dynamo_llm::start_mock_worker(&drt, &registry, &model, mocker).await?);
+            }
+            if role != Role::Worker {
+                let frontend = Frontend::new(drt.clone(), registry, FrontendConfig::default())?;
+                let bound = frontend.serve(http).await?;
+                println!("frontend on http://{bound}");
+            }
             if let Some(addr) = drt.system_server_addr() {
-                println!("worker metrics on http://{addr}/metrics");
+                println!("worker metrics on http://{addr}/metrics (model {model:?})");
             }
             tokio::signal::ctrl_c().await?;
+            if let Some(w) = worker {
+                w.stop().await;
+            }
             Ok(())
         }
         Command::Load {

@@ -56,7 +56,7 @@ pub struct InstanceRecord {
 
 /// A name as one token of a NATS subject and key: `[A-Za-z0-9_-]` kept, every
 /// other byte as `=XX`.
-fn token(name: &str) -> String {
+pub(crate) fn token(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
@@ -84,7 +84,9 @@ fn subject(path: &EndpointPath, id: InstanceId) -> String {
 /// The NATS connection and the instance bucket of one runtime.
 pub(crate) struct NatsPlane {
     client: async_nats::Client,
+    js: jetstream::Context,
     kv: kv::Store,
+    buckets: tokio::sync::Mutex<HashMap<String, kv::Store>>,
     handle: Handle,
     known: RwLock<HashMap<EndpointPath, Vec<InstanceId>>>,
     watched: Mutex<HashSet<EndpointPath>>,
@@ -98,13 +100,15 @@ impl NatsPlane {
             .await
             .map_err(|e| format!("cannot connect to NATS at {url:?}: {e}"))?;
         let js = jetstream::new(client.clone());
-        let kv = open_instance_bucket(&js)
+        let kv = open_leased_bucket(&js, INSTANCE_BUCKET)
             .await
             .map_err(|e| format!("cannot open the JetStream bucket {INSTANCE_BUCKET:?} at {url:?} (is JetStream on? nats-server -js): {e}"))?;
         tracing::info!(url, "request plane: NATS");
         Ok(Arc::new(Self {
             client,
+            js,
             kv,
+            buckets: tokio::sync::Mutex::new(HashMap::new()),
             handle: Handle::current(),
             known: RwLock::new(HashMap::new()),
             watched: Mutex::new(HashSet::new()),
@@ -161,6 +165,56 @@ impl NatsPlane {
             key,
             stop,
         })
+    }
+
+    // ---- records (leased key-values of any bucket) ----
+
+    async fn bucket(&self, bucket: &str) -> Result<kv::Store, String> {
+        let mut buckets = self.buckets.lock().await;
+        if let Some(kv) = buckets.get(bucket) {
+            return Ok(kv.clone());
+        }
+        let kv = open_leased_bucket(&self.js, bucket)
+            .await
+            .map_err(|e| format!("cannot open the JetStream bucket {bucket:?}: {e}"))?;
+        buckets.insert(bucket.to_owned(), kv.clone());
+        Ok(kv)
+    }
+
+    /// Puts `value` at `key` and keeps renewing it until the lease stops.
+    pub(crate) async fn put_record(
+        &self,
+        bucket: &str,
+        key: &str,
+        value: Bytes,
+    ) -> Result<NatsServing, String> {
+        let kv = self.bucket(bucket).await?;
+        let key = token(key);
+        kv.put(&key, value.clone())
+            .await
+            .map_err(|e| format!("cannot put {key:?} in {bucket:?}: {e}"))?;
+        let stop = CancellationToken::new();
+        tokio::spawn(heartbeat(kv.clone(), key.clone(), value, stop.clone()));
+        Ok(NatsServing { kv, key, stop })
+    }
+
+    /// Every live value of `bucket`.
+    pub(crate) async fn list_records(&self, bucket: &str) -> Result<Vec<Bytes>, String> {
+        let kv = self.bucket(bucket).await?;
+        let keys: Vec<String> = kv
+            .keys()
+            .await
+            .map_err(|e| format!("cannot list {bucket:?}: {e}"))?
+            .filter_map(|k| async move { k.ok() })
+            .collect()
+            .await;
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Ok(Some(v)) = kv.get(&key).await {
+                values.push(v);
+            }
+        }
+        Ok(values)
     }
 
     // ---- discovery ----
@@ -278,19 +332,19 @@ impl NatsPlane {
     }
 }
 
-/// Opens the instance bucket, creating it if needed. The bucket's stream is
+/// Opens a bucket whose entries expire after [`LEASE`], creating it if needed. The bucket's stream is
 /// created directly, with the settings of a key-value bucket, rather than
 /// with `create_key_value`, which first queries account information that
 /// NATS servers before 2.10 answer in a form the client does not read.
-async fn open_instance_bucket(js: &jetstream::Context) -> Result<kv::Store, String> {
-    if let Ok(kv) = js.get_key_value(INSTANCE_BUCKET).await {
+async fn open_leased_bucket(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, String> {
+    if let Ok(kv) = js.get_key_value(bucket).await {
         return Ok(kv);
     }
     let created = js
         .create_stream(jetstream::stream::Config {
-            name: format!("KV_{INSTANCE_BUCKET}"),
-            description: Some("Live dynamo endpoint instances".to_owned()),
-            subjects: vec![format!("$KV.{INSTANCE_BUCKET}.>")],
+            name: format!("KV_{bucket}"),
+            description: Some("dynamo: entries leased by live processes".to_owned()),
+            subjects: vec![format!("$KV.{bucket}.>")],
             max_messages_per_subject: 1,
             max_age: LEASE,
             storage: jetstream::stream::StorageType::Memory,
@@ -315,7 +369,7 @@ async fn open_instance_bucket(js: &jetstream::Context) -> Result<kv::Store, Stri
         })
 }
 
-/// A serving instance on NATS.
+/// A key renewed by a heartbeat: a serving instance, or a record.
 pub(crate) struct NatsServing {
     kv: kv::Store,
     key: String,
@@ -323,6 +377,11 @@ pub(crate) struct NatsServing {
 }
 
 impl NatsServing {
+    /// Stops renewing; the entry expires within [`LEASE`].
+    pub(crate) fn abandon(&self) {
+        self.stop.cancel();
+    }
+
     pub(crate) async fn stop(self) {
         self.stop.cancel();
         if let Err(e) = self.kv.delete(&self.key).await {
