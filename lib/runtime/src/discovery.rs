@@ -1,10 +1,11 @@
 //! Leased records: small values that live processes publish under a key in a
 //! named bucket, and that anyone can list. How workers announce the model they
 //! serve, and how a process announces its system server. In-process by
-//! default; a JetStream key-value bucket (entries renewed every second,
-//! expiring 5 s after their process stops renewing) when `NATS_SERVER` is set.
+//! default; over NATS (`NATS_SERVER`), listing asks every process and gathers
+//! the answers for 150 ms, so the records of a process that is gone vanish
+//! with it.
 
-use crate::request_plane::{NatsServing, Plane};
+use crate::request_plane::{Plane, RecordHandle};
 use crate::DistributedRuntime;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -46,12 +47,12 @@ enum LeaseKind {
         key: String,
         id: u64,
     },
-    Nats(Box<NatsServing>),
+    /// Held for its `Drop`, which withdraws the record.
+    Nats { _handle: RecordHandle },
 }
 
-/// A published record. It stays listed while the lease lives; [`RecordLease::revoke`]
-/// removes it at once, and dropping the lease removes it (in-process) or lets
-/// it expire (NATS).
+/// A published record. It stays listed while the lease lives; dropping it or
+/// [`RecordLease::revoke`] removes it.
 pub struct RecordLease {
     kind: Option<LeaseKind>,
 }
@@ -59,10 +60,8 @@ pub struct RecordLease {
 impl RecordLease {
     /// Removes the record now.
     pub async fn revoke(mut self) {
-        match self.kind.take() {
-            Some(LeaseKind::Nats(lease)) => lease.stop().await,
-            Some(local) => drop_local(local),
-            None => {}
+        if let Some(kind) = self.kind.take() {
+            drop_local(kind);
         }
     }
 }
@@ -86,10 +85,8 @@ fn drop_local(kind: LeaseKind) {
 
 impl Drop for RecordLease {
     fn drop(&mut self) {
-        match self.kind.take() {
-            Some(LeaseKind::Nats(lease)) => lease.abandon(),
-            Some(local) => drop_local(local),
-            None => {}
+        if let Some(kind) = self.kind.take() {
+            drop_local(kind);
         }
     }
 }
@@ -147,7 +144,7 @@ impl DistributedRuntime {
                     .await
                     .map_err(transport)?;
                 Ok(RecordLease {
-                    kind: Some(LeaseKind::Nats(Box::new(lease))),
+                    kind: Some(LeaseKind::Nats { _handle: lease }),
                 })
             }
         }

@@ -151,7 +151,10 @@ async fn main() -> anyhow::Result<()> {
                 println!("frontend on http://{bound}");
             }
             if let Some(addr) = drt.system_server_addr() {
-                println!("worker metrics on http://{addr}/metrics (model {model:?})");
+                match role {
+                    Role::Frontend => println!("system server on http://{addr}/metrics"),
+                    _ => println!("worker metrics on http://{addr}/metrics (model {model:?})"),
+                }
             }
             tokio::signal::ctrl_c().await?;
             if let Some(w) = worker {

@@ -34,7 +34,7 @@ pub use client::{Client, ResponseReceiver};
 pub use serve::{ServeOptions, ServedEndpoint};
 
 pub(crate) use local::LocalPlane;
-pub(crate) use nats::{NatsPlane, NatsServing};
+pub(crate) use nats::{NatsPlane, RecordHandle};
 
 use futures::Stream;
 use std::pin::Pin;

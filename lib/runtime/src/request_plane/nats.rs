@@ -33,6 +33,8 @@ pub const LEASE: Duration = Duration::from_secs(5);
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How often a client lists the instances of the endpoints it calls.
 const REFRESH: Duration = Duration::from_millis(500);
+/// How long listing records gathers answers from the processes that hold them.
+pub const RECORD_GATHER: Duration = Duration::from_millis(150);
 /// How long a caller waits for an instance to accept a request.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -84,9 +86,11 @@ fn subject(path: &EndpointPath, id: InstanceId) -> String {
 /// The NATS connection and the instance bucket of one runtime.
 pub(crate) struct NatsPlane {
     client: async_nats::Client,
-    js: jetstream::Context,
     kv: kv::Store,
-    buckets: tokio::sync::Mutex<HashMap<String, kv::Store>>,
+    /// This process's records, by bucket.
+    records: Arc<Mutex<HashMap<String, RecordBucket>>>,
+    /// Buckets this process answers queries for.
+    record_responders: Mutex<HashSet<String>>,
     handle: Handle,
     known: RwLock<HashMap<EndpointPath, Vec<InstanceId>>>,
     watched: Mutex<HashSet<EndpointPath>>,
@@ -106,9 +110,9 @@ impl NatsPlane {
         tracing::info!(url, "request plane: NATS");
         Ok(Arc::new(Self {
             client,
-            js,
             kv,
-            buckets: tokio::sync::Mutex::new(HashMap::new()),
+            records: Arc::default(),
+            record_responders: Mutex::new(HashSet::new()),
             handle: Handle::current(),
             known: RwLock::new(HashMap::new()),
             watched: Mutex::new(HashSet::new()),
@@ -167,51 +171,88 @@ impl NatsPlane {
         })
     }
 
-    // ---- records (leased key-values of any bucket) ----
+    // ---- records (values published by live processes) ----
+    //
+    // Listing asks every process over core NATS and gathers the answers for
+    // RECORD_GATHER: a process that is gone does not answer, so its records
+    // vanish with it. (JetStream listing was tried first: on nats-server 2.9,
+    // stream info and new consumers did not yet see a record just written to a
+    // fresh bucket, although reading its key did.)
 
-    async fn bucket(&self, bucket: &str) -> Result<kv::Store, String> {
-        let mut buckets = self.buckets.lock().await;
-        if let Some(kv) = buckets.get(bucket) {
-            return Ok(kv.clone());
-        }
-        let kv = open_leased_bucket(&self.js, bucket)
-            .await
-            .map_err(|e| format!("cannot open the JetStream bucket {bucket:?}: {e}"))?;
-        buckets.insert(bucket.to_owned(), kv.clone());
-        Ok(kv)
-    }
-
-    /// Puts `value` at `key` and keeps renewing it until the lease stops.
+    /// Publishes `value` under `key` in `bucket` until the returned lease is stopped.
     pub(crate) async fn put_record(
-        &self,
+        self: &Arc<Self>,
         bucket: &str,
         key: &str,
         value: Bytes,
-    ) -> Result<NatsServing, String> {
-        let kv = self.bucket(bucket).await?;
-        let key = token(key);
-        kv.put(&key, value.clone())
-            .await
-            .map_err(|e| format!("cannot put {key:?} in {bucket:?}: {e}"))?;
-        let stop = CancellationToken::new();
-        tokio::spawn(heartbeat(kv.clone(), key.clone(), value, stop.clone()));
-        Ok(NatsServing { kv, key, stop })
+    ) -> Result<RecordHandle, String> {
+        self.ensure_record_responder(bucket).await?;
+        let id = fastrand::u64(..);
+        self.records
+            .lock()
+            .entry(bucket.to_owned())
+            .or_default()
+            .insert(key.to_owned(), (id, value));
+        Ok(RecordHandle {
+            plane: Arc::downgrade(self),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            id,
+        })
     }
 
-    /// Every live value of `bucket`.
-    pub(crate) async fn list_records(&self, bucket: &str) -> Result<Vec<Bytes>, String> {
-        let kv = self.bucket(bucket).await?;
-        let keys: Vec<String> = kv
-            .keys()
+    async fn ensure_record_responder(&self, bucket: &str) -> Result<(), String> {
+        if self.record_responders.lock().contains(bucket) {
+            return Ok(());
+        }
+        let subject = format!("dynamo.records.{}", token(bucket));
+        let mut sub = self
+            .client
+            .subscribe(subject.clone())
             .await
-            .map_err(|e| format!("cannot list {bucket:?}: {e}"))?
-            .filter_map(|k| async move { k.ok() })
-            .collect()
-            .await;
-        let mut values = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Ok(Some(v)) = kv.get(&key).await {
-                values.push(v);
+            .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
+        if !self.record_responders.lock().insert(bucket.to_owned()) {
+            return Ok(()); // another call won the race
+        }
+        let client = self.client.clone();
+        let records = self.records.clone();
+        let bucket = bucket.to_owned();
+        tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let Some(reply) = msg.reply else { continue };
+                let values: Vec<Vec<u8>> = records
+                    .lock()
+                    .get(&bucket)
+                    .map(|b| b.values().map(|(_, v)| v.to_vec()).collect())
+                    .unwrap_or_default();
+                let body = serde_json::to_vec(&values).unwrap_or_default();
+                if let Err(e) = client.publish(reply, body.into()).await {
+                    tracing::debug!(error = %e, "could not answer a records query");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Every live value of `bucket`, from every process that answers within [`RECORD_GATHER`].
+    pub(crate) async fn list_records(&self, bucket: &str) -> Result<Vec<Bytes>, String> {
+        let subject = format!("dynamo.records.{}", token(bucket));
+        let inbox = self.client.new_inbox();
+        let mut replies = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| format!("cannot subscribe to the reply inbox: {e}"))?;
+        self.client
+            .publish_with_reply(subject, inbox, Bytes::new())
+            .await
+            .map_err(|e| format!("cannot ask for {bucket:?}: {e}"))?;
+        let mut values = Vec::new();
+        let deadline = tokio::time::Instant::now() + RECORD_GATHER;
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, replies.next()).await {
+            match serde_json::from_slice::<Vec<Vec<u8>>>(&msg.payload) {
+                Ok(vs) => values.extend(vs.into_iter().map(Bytes::from)),
+                Err(e) => tracing::warn!(bucket, error = %e, "malformed records answer; ignored"),
             }
         }
         Ok(values)
@@ -369,7 +410,32 @@ async fn open_leased_bucket(js: &jetstream::Context, bucket: &str) -> Result<kv:
         })
 }
 
-/// A key renewed by a heartbeat: a serving instance, or a record.
+/// One bucket of this process's records: key -> (lease id, value).
+type RecordBucket = HashMap<String, (u64, Bytes)>;
+
+/// A record this process publishes; removed when stopped or dropped.
+pub(crate) struct RecordHandle {
+    plane: Weak<NatsPlane>,
+    bucket: String,
+    key: String,
+    id: u64,
+}
+
+impl Drop for RecordHandle {
+    fn drop(&mut self) {
+        let Some(plane) = self.plane.upgrade() else {
+            return;
+        };
+        let mut records = plane.records.lock();
+        if let Some(b) = records.get_mut(&self.bucket) {
+            if b.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+                b.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A serving instance's key, renewed by a heartbeat.
 pub(crate) struct NatsServing {
     kv: kv::Store,
     key: String,
@@ -377,11 +443,6 @@ pub(crate) struct NatsServing {
 }
 
 impl NatsServing {
-    /// Stops renewing; the entry expires within [`LEASE`].
-    pub(crate) fn abandon(&self) {
-        self.stop.cancel();
-    }
-
     pub(crate) async fn stop(self) {
         self.stop.cancel();
         if let Err(e) = self.kv.delete(&self.key).await {

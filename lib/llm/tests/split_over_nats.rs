@@ -1,0 +1,141 @@
+//! `dynamo serve --role worker` and `--role frontend` as separate processes
+//! over a real nats-server (started here): the frontend finds the worker's
+//! model through discovery and routes to it; each process serves its metrics.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_nats() -> (Proc, String, std::path::PathBuf) {
+    let binary = [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .unwrap_or("nats-server");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("dynamo-llm-nats-{}", std::process::id()));
+    let child = Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server runs (scripts/test.sh installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Proc(child), format!("nats://127.0.0.1:{port}"), dir)
+}
+
+/// Starts `dynamo serve` with these arguments and returns it with its first stdout line.
+fn serve(args: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamo"))
+        .arg("serve")
+        .args(args)
+        .env("DYN_SYSTEM_PORT", "0")
+        .env("DYN_SYSTEM_HOST", "127.0.0.1")
+        .env_remove("NATS_SERVER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    // Keep reading what it prints later, so its stdout never closes on it.
+    std::thread::spawn(move || lines.for_each(drop));
+    (Proc(child), line)
+}
+
+#[test]
+fn frontend_and_worker_as_two_processes() {
+    let (_nats, url, dir) = start_nats();
+    let (_worker, line) = serve(&[
+        "--nats",
+        &url,
+        "--role",
+        "worker",
+        "--ttft-ms",
+        "5",
+        "--itl-ms",
+        "1",
+    ]);
+    let worker_metrics = line
+        .strip_prefix("worker metrics on ")
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let (_frontend, line) = serve(&[
+        "--nats",
+        &url,
+        "--role",
+        "frontend",
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let frontend = line
+        .strip_prefix("frontend on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+
+    let http = reqwest::blocking::Client::new();
+    for _ in 0..5 {
+        let v: serde_json::Value = http
+            .post(format!("{frontend}/v1/chat/completions"))
+            .json(&serde_json::json!({"model": "mock-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(v["usage"]["completion_tokens"], 3, "{v}");
+    }
+    let fm = http
+        .get(format!("{frontend}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(fm.contains("dynamo_frontend_requests_total{endpoint=\"chat_completions\",model=\"mock-model\",request_type=\"unary\",status=\"success\"} 5"), "{fm}");
+    assert!(
+        !fm.contains("dynamo_component_requests_total{"),
+        "the frontend process serves no endpoint"
+    );
+    let wm = http.get(&worker_metrics).send().unwrap().text().unwrap();
+    assert!(wm.contains("dynamo_component_requests_total{dynamo_component=\"mocker\",dynamo_endpoint=\"generate\",dynamo_namespace=\"dynamo\"} 5"), "{wm}");
+    assert!(
+        !wm.contains("dynamo_frontend_requests_total{"),
+        "the worker process runs no frontend"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_role_without_nats_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dynamo"))
+        .args(["serve", "--role", "worker"])
+        .env_remove("NATS_SERVER")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--nats"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
