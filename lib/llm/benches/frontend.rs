@@ -81,16 +81,20 @@ fn main() {
         let metrics = FrontendMetrics::new(drt.metrics(), true).expect("metrics");
         let reqs = if bench_mode { 20_000u32 } else { 10 };
         let per_request = 64usize;
-        let start = Instant::now();
-        for _ in 0..reqs {
-            let mut t = metrics.start("mock-model", "chat_completions", "stream", Instant::now());
-            t.input_tokens(100);
-            for _ in 0..per_request {
-                t.tokens_sent(1);
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let start = Instant::now();
+            for _ in 0..reqs {
+                let mut t = metrics.start("mock-model", "chat_completions", "stream", Instant::now());
+                t.input_tokens(100);
+                for _ in 0..per_request {
+                    t.tokens_sent(1);
+                }
+                t.succeed();
             }
-            t.succeed();
+            best = best.min(start.elapsed().as_secs_f64() * 1e9 / (f64::from(reqs) * per_request as f64));
         }
-        let ns = start.elapsed().as_secs_f64() * 1e9 / (f64::from(reqs) * per_request as f64);
-        println!("frontend metric work per token, amortized over {per_request}-token requests: {ns:.1} ns");
+        let ns = best;
+        println!("frontend metric work per token, amortized over {per_request}-token requests (best of 5): {ns:.1} ns");
     });
 }
