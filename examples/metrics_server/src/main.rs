@@ -13,13 +13,7 @@ use dynamo_runtime::DistributedRuntime;
 use std::time::Duration;
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    dynamo_runtime::logging::init();
 
     // --- "Creating Metrics" ---
     let runtime = DistributedRuntime::new()?;

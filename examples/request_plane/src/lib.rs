@@ -30,15 +30,9 @@ pub struct Token {
     pub text: String,
 }
 
-/// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
+/// Logs to stderr (`DYN_LOG` or `RUST_LOG`, `info` by default).
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    dynamo_runtime::logging::init();
 }
 
 /// A mock engine: streams `max_tokens` tokens, `delay` apart, and stops when

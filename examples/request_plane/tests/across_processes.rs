@@ -3,7 +3,6 @@
 //! worker killed mid-run, and malformed payloads sent straight over NATS.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,71 +11,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn nats_server_binary() -> PathBuf {
-    for candidate in [
-        "/usr/sbin/nats-server",
-        "/usr/bin/nats-server",
-        "/usr/local/bin/nats-server",
-    ] {
-        if std::path::Path::new(candidate).exists() {
-            return candidate.into();
-        }
-    }
-    "nats-server".into() // from PATH; scripts/test.sh installs Debian's nats-server
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_nats() -> (Proc, String, tempdir::Dir) {
-    let port = free_port();
-    let dir = tempdir::Dir::new("nats");
-    let child = Command::new(nats_server_binary())
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(&dir.0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server runs (scripts/test.sh installs the Debian package nats-server)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Proc(child), format!("nats://127.0.0.1:{port}"), dir)
-}
-
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new(tag: &str) -> Self {
-            let p = std::env::temp_dir().join(format!(
-                "dynamo-{tag}-{}-{}",
-                std::process::id(),
-                fastrand()
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    fn fastrand() -> u128 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
     }
 }
 
@@ -176,7 +110,8 @@ fn errors(body: &str, error_type: &str) -> f64 {
 
 #[test]
 fn two_workers_a_client_a_kill_and_malformed_payloads() {
-    let (_nats, url, _dir) = start_nats();
+    let nats = dynamo_testing::NatsServer::start();
+    let url = nats.url.clone();
     let a = start_worker(&url);
     let b = start_worker(&url);
 

@@ -7,8 +7,6 @@ use dynamo_llm::registry::{ModelEntry, ModelRegistry};
 use dynamo_runtime::{DistributedRuntime, RuntimeConfig};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const TTFT_MS: u64 = 30;
@@ -74,31 +72,7 @@ async fn settled(url: &str) -> String {
 }
 
 fn promtool_clean(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool installed (scripts/test.sh)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        matches!(out.status.code(), Some(0) | Some(3)),
-        "promtool: {said}"
-    );
-    let ours: Vec<&str> = said.lines().filter(|l| l.starts_with("dynamo_")).collect();
-    assert!(ours.is_empty(), "promtool lint: {ours:?}");
+    dynamo_testing::promtool_check(text).assert_clean(text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

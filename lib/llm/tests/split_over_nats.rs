@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 struct Proc(Child);
 impl Drop for Proc {
@@ -12,36 +11,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn start_nats() -> (Proc, String, std::path::PathBuf) {
-    let binary = [
-        "/usr/sbin/nats-server",
-        "/usr/bin/nats-server",
-        "/usr/local/bin/nats-server",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())
-    .unwrap_or("nats-server");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("dynamo-llm-nats-{}", std::process::id()));
-    let child = Command::new(binary)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server runs (scripts/test.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Proc(child), format!("nats://127.0.0.1:{port}"), dir)
 }
 
 /// Starts `dynamo serve` with these arguments and returns it with its first stdout line.
@@ -65,7 +34,8 @@ fn serve(args: &[&str]) -> (Proc, String) {
 
 #[test]
 fn frontend_and_worker_as_two_processes() {
-    let (_nats, url, dir) = start_nats();
+    let nats = dynamo_testing::NatsServer::start();
+    let url = nats.url.clone();
     let (_worker, line) = serve(&[
         "--nats",
         &url,
@@ -122,7 +92,6 @@ fn frontend_and_worker_as_two_processes() {
         !wm.contains("dynamo_frontend_requests_total{"),
         "the worker process runs no frontend"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -13,7 +13,6 @@ use dynamo_runtime::request_plane::{from_iter, single, Context};
 use dynamo_runtime::{DistributedRuntime, RequestPlaneConfig, RuntimeConfig};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const STREAM_ITEMS: u32 = 1_000;
@@ -22,46 +21,6 @@ const STREAM_ITEMS: u32 = 1_000;
 struct Small {
     id: u64,
     text: String,
-}
-
-struct Server(Child, std::path::PathBuf);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.1);
-    }
-}
-
-fn start_nats() -> Option<(Server, String)> {
-    let binary = [
-        "/usr/sbin/nats-server",
-        "/usr/bin/nats-server",
-        "/usr/local/bin/nats-server",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let dir = std::env::temp_dir().join(format!("dynamo-bench-nats-{}", std::process::id()));
-    let child = Command::new(binary)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let server = Server(child, dir);
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some((server, format!("nats://127.0.0.1:{port}")));
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    None
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -75,10 +34,11 @@ fn us(d: Duration) -> f64 {
 fn main() {
     let bench_mode = std::env::args().any(|a| a == "--bench");
     let (calls, streams) = if bench_mode { (3_000, 20) } else { (20, 2) };
-    let Some((_server, url)) = start_nats() else {
+    let Some(server) = dynamo_testing::NatsServer::try_start() else {
         println!("nats bench skipped: nats-server is not installed (apt-get install nats-server)");
         return;
     };
+    let url = server.url.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

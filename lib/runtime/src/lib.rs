@@ -22,6 +22,7 @@ mod discovery;
 mod error;
 mod health;
 mod hierarchy;
+pub mod logging;
 mod metrics;
 pub mod request_plane;
 mod runtime;

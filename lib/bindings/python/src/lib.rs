@@ -31,21 +31,10 @@ fn _shutdown(py: Python<'_>) {
     py.detach(|| std::thread::sleep(Duration::from_millis(50)));
 }
 
-/// Logs of the Rust side go to stderr; `DYN_LOG` (or `RUST_LOG`) sets the
-/// level, `info` by default.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DYN_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    init_logging();
+    // Logs of the Rust side: stderr, DYN_LOG (or RUST_LOG), info by default.
+    dynamo_runtime::logging::init();
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_class::<runtime::PyDistributedRuntime>()?;
     m.add_class::<runtime::PyNamespace>()?;

@@ -99,62 +99,8 @@ pub fn parse(text: &str) -> Parsed {
     parsed
 }
 
-/// What `promtool check metrics` said.
-#[derive(Debug)]
-pub struct Promtool {
-    /// The text parsed (exit code 0, or 3 for lint findings only).
-    pub parsed: bool,
-    /// Everything it printed: lint findings, or the parse error.
-    pub output: String,
-}
-
-impl Promtool {
-    /// Lint findings about the project's own metrics (`dynamo_*`).
-    pub fn own_lint(&self) -> Vec<&str> {
-        self.output
-            .lines()
-            .filter(|l| l.starts_with("dynamo_"))
-            .collect()
-    }
-
-    /// Asserts the text parsed and nothing of ours was flagged.
-    pub fn assert_clean(&self, text: &str) {
-        assert!(
-            self.parsed,
-            "promtool could not parse: {}\n{text}",
-            self.output
-        );
-        assert!(
-            self.own_lint().is_empty(),
-            "promtool lint: {:?}\n{text}",
-            self.own_lint()
-        );
-    }
-}
-
-/// Runs `promtool check metrics` on the text.
-pub fn promtool_check(text: &str) -> Promtool {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is installed (scripts/test.sh installs the Debian package prometheus)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
-    output.push_str(&String::from_utf8_lossy(&out.stderr));
-    Promtool {
-        parsed: matches!(out.status.code(), Some(0) | Some(3)),
-        output,
-    }
-}
+#[allow(unused_imports)] // not every test file that includes this module checks with promtool
+pub use dynamo_testing::promtool_check;
 
 /// A runtime with its system server on an ephemeral loopback port.
 pub fn runtime_with_server() -> DistributedRuntime {

@@ -1,0 +1,139 @@
+//! Helpers the workspace's tests and benches share: a real `nats-server`
+//! started on a free loopback port, and `promtool check metrics`.
+//! (Both come from Debian packages that `scripts/test.sh` installs.)
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (free when asked; another process may take it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Where `nats-server` is installed, if it is.
+pub fn nats_server_binary() -> Option<PathBuf> {
+    [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// A `nats-server` with JetStream, on a free loopback port, in its own
+/// store directory; stopped and cleaned up when dropped.
+pub struct NatsServer {
+    child: Child,
+    dir: PathBuf,
+    /// `nats://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl NatsServer {
+    /// Starts one; `None` when nats-server is not installed or does not come up.
+    pub fn try_start() -> Option<Self> {
+        let binary = nats_server_binary()?;
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("dynamo-nats-{}-{port}", std::process::id()));
+        let child = Command::new(binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = NatsServer {
+            child,
+            dir,
+            url: format!("nats://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Some(server)
+    }
+
+    /// Starts one, or panics saying how to get nats-server.
+    pub fn start() -> Self {
+        Self::try_start()
+            .expect("nats-server runs (scripts/test.sh installs the Debian package nats-server)")
+    }
+
+    /// The server's store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What `promtool check metrics` said of a text.
+#[derive(Debug)]
+pub struct Promtool {
+    /// The text parsed (exit code 0, or 3 for lint findings only).
+    pub parsed: bool,
+    /// Everything it printed: lint findings, or the parse error.
+    pub output: String,
+}
+
+impl Promtool {
+    /// Lint findings about the project's own metrics (`dynamo_*`).
+    pub fn own_lint(&self) -> Vec<&str> {
+        self.output
+            .lines()
+            .filter(|l| l.starts_with("dynamo_"))
+            .collect()
+    }
+
+    /// Asserts the text parsed and nothing of ours was flagged.
+    pub fn assert_clean(&self, text: &str) {
+        assert!(
+            self.parsed,
+            "promtool could not parse: {}\n{text}",
+            self.output
+        );
+        assert!(
+            self.own_lint().is_empty(),
+            "promtool lint: {:?}\n{text}",
+            self.own_lint()
+        );
+    }
+}
+
+/// Runs `promtool check metrics` on the text.
+pub fn promtool_check(text: &str) -> Promtool {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (scripts/test.sh installs the Debian package prometheus)");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes()).expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool ran");
+    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    Promtool {
+        parsed: matches!(out.status.code(), Some(0) | Some(3)),
+        output,
+    }
+}
