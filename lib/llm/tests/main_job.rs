@@ -93,3 +93,54 @@ fn serve_then_load() {
     }
     drop(serve);
 }
+
+#[test]
+fn serve_with_load_drives_its_own_traffic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamo"))
+        .args([
+            "serve",
+            "--with-load",
+            "--http",
+            "127.0.0.1:0",
+            "--system-port",
+            "0",
+            "--ttft-ms",
+            "5",
+            "--itl-ms",
+            "1",
+        ])
+        .env_remove("DYN_SYSTEM_PORT")
+        .env_remove("NATS_SERVER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let serve = Proc(child);
+    let frontend = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .trim_start_matches("frontend on ")
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let batch = loop {
+        let line = lines.next().unwrap().unwrap();
+        if line.starts_with("load batch 1:") {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no load batch");
+    };
+    assert!(batch.contains("40 ok, 0 failed"), "{batch}");
+    let (_, metrics) = get(&format!("{frontend}/metrics"));
+    let ok: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("dynamo_frontend_requests_total{")
+                && l.contains("request_type=\"stream\",status=\"success\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no streamed successes\n{metrics}"));
+    assert!(ok >= 40.0, "{ok}");
+    drop(serve);
+}

@@ -66,6 +66,10 @@ enum Command {
         /// Mock engine: delay between tokens, ms.
         #[arg(long, default_value_t = 10)]
         itl_ms: u64,
+        /// Also drive streamed HTTP traffic at this process's frontend, in
+        /// batches, printing a summary line per batch (the one-command demo).
+        #[arg(long)]
+        with_load: bool,
     },
     /// Sends chat requests to a frontend and prints a summary.
     Load {
@@ -93,6 +97,31 @@ enum Command {
     },
 }
 
+/// Batches of streamed requests against the local frontend, forever.
+async fn demo_load(url: String, model: String) {
+    let mut batch = 0u64;
+    loop {
+        batch += 1;
+        let config = LoadConfig {
+            url: url.clone(),
+            model: model.clone(),
+            requests: 40,
+            concurrency: 4,
+            max_tokens: 24 + (batch % 3) as u32 * 8,
+            stream: true,
+            progress: false,
+        };
+        match run(config).await {
+            Ok(report) => println!(
+                "load batch {batch}: {}",
+                report.table().lines().next().unwrap_or_default()
+            ),
+            Err(e) => eprintln!("load batch {batch} failed: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     dynamo_runtime::logging::init();
@@ -105,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
             model,
             ttft_ms,
             itl_ms,
+            with_load,
         } => {
             let mut config = RuntimeConfig::from_env()?;
             if let Some(url) = nats {
@@ -139,6 +169,12 @@ async fn main() -> anyhow::Result<()> {
                 let frontend = Frontend::new(drt.clone(), registry, FrontendConfig::default())?;
                 let bound = frontend.serve(http).await?;
                 println!("frontend on http://{bound}");
+                if with_load {
+                    tokio::spawn(demo_load(
+                        format!("http://127.0.0.1:{}", bound.port()),
+                        model.clone(),
+                    ));
+                }
             }
             if let Some(addr) = drt.system_server_addr() {
                 match role {
