@@ -243,13 +243,20 @@ fn invalid(
     )
 }
 
+/// Reads and parses a request body; on failure, the error response to send.
+#[allow(clippy::result_large_err)]
+async fn read_request<T: serde::de::DeserializeOwned>(
+    fe: &Frontend,
+    body: Body,
+    endpoint: &'static str,
+) -> Result<T, Response> {
+    let bytes = read_body(fe, body, endpoint).await?;
+    parse_body(fe, &bytes, endpoint)
+}
+
 async fn chat_completions(State(fe): State<Arc<Frontend>>, body: Body) -> Response {
     let start = Instant::now();
-    let bytes = match read_body(&fe, body, CHAT).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let req: ChatCompletionRequest = match parse_body(&fe, &bytes, CHAT) {
+    let req: ChatCompletionRequest = match read_request(&fe, body, CHAT).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -276,11 +283,7 @@ async fn chat_completions(State(fe): State<Arc<Frontend>>, body: Body) -> Respon
 
 async fn completions(State(fe): State<Arc<Frontend>>, body: Body) -> Response {
     let start = Instant::now();
-    let bytes = match read_body(&fe, body, COMPLETIONS).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let req: CompletionRequest = match parse_body(&fe, &bytes, COMPLETIONS) {
+    let req: CompletionRequest = match read_request(&fe, body, COMPLETIONS).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -362,7 +365,7 @@ async fn generate(fe: Arc<Frontend>, job: Job) -> Response {
             } else {
                 "cmpl"
             },
-            fastrand_u64()
+            fastrand::u64(..)
         ),
         created: now_secs(),
         model: job.model.clone(),
@@ -375,12 +378,6 @@ async fn generate(fe: Arc<Frontend>, job: Job) -> Response {
     } else {
         unary_response(meta, engine, decoder, timer).await
     }
-}
-
-fn fastrand_u64() -> u64 {
-    // Request ids need to be unique, not secret.
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(Instant::now())
 }
 
 struct ResponseMeta {
