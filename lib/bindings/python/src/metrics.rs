@@ -127,61 +127,41 @@ impl IntCounter {
     }
 }
 
-#[pymethods]
-impl Gauge {
-    /// Sets the value.
-    fn set(&self, value: f64) {
-        self.inner.set(value)
-    }
-    /// Adds 1.
-    fn inc(&self) {
-        self.inner.inc()
-    }
-    /// Subtracts 1.
-    fn dec(&self) {
-        self.inner.dec()
-    }
-    /// Adds `value`.
-    fn inc_by(&self, value: f64) {
-        self.inner.add(value)
-    }
-    /// Subtracts `value`.
-    fn dec_by(&self, value: f64) {
-        self.inner.sub(value)
-    }
-    /// The current value.
-    fn get(&self) -> f64 {
-        self.inner.get()
-    }
+/// The methods of a gauge holding `$value`s (float and integer gauges alike).
+macro_rules! gauge_methods {
+    ($ty:ident, $value:ty) => {
+        #[pymethods]
+        impl $ty {
+            /// Sets the value.
+            fn set(&self, value: $value) {
+                self.inner.set(value)
+            }
+            /// Adds 1.
+            fn inc(&self) {
+                self.inner.inc()
+            }
+            /// Subtracts 1.
+            fn dec(&self) {
+                self.inner.dec()
+            }
+            /// Adds `value`.
+            fn inc_by(&self, value: $value) {
+                self.inner.add(value)
+            }
+            /// Subtracts `value`.
+            fn dec_by(&self, value: $value) {
+                self.inner.sub(value)
+            }
+            /// The current value.
+            fn get(&self) -> $value {
+                self.inner.get()
+            }
+        }
+    };
 }
 
-#[pymethods]
-impl IntGauge {
-    /// Sets the value.
-    fn set(&self, value: i64) {
-        self.inner.set(value)
-    }
-    /// Adds 1.
-    fn inc(&self) {
-        self.inner.inc()
-    }
-    /// Subtracts 1.
-    fn dec(&self) {
-        self.inner.dec()
-    }
-    /// Adds `value`.
-    fn inc_by(&self, value: i64) {
-        self.inner.add(value)
-    }
-    /// Subtracts `value`.
-    fn dec_by(&self, value: i64) {
-        self.inner.sub(value)
-    }
-    /// The current value.
-    fn get(&self) -> i64 {
-        self.inner.get()
-    }
-}
+gauge_methods!(Gauge, f64);
+gauge_methods!(IntGauge, i64);
 
 #[pymethods]
 impl Histogram {
@@ -366,71 +346,46 @@ impl PyIntCounterVec {
     }
 }
 
-#[pymethods]
-impl PyGaugeVec {
-    /// Sets the series of `labels` to `value`.
-    fn set(&self, value: f64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
-        self.core.child(labels)?.set(value);
-        Ok(())
-    }
-    /// Adds 1.
-    fn inc(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
-        self.core.child(labels)?.inc();
-        Ok(())
-    }
-    /// Subtracts 1.
-    fn dec(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
-        self.core.child(labels)?.dec();
-        Ok(())
-    }
-    /// Adds `value`.
-    fn inc_by(&self, value: f64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
-        self.core.child(labels)?.add(value);
-        Ok(())
-    }
-    /// Subtracts `value`.
-    fn dec_by(&self, value: f64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
-        self.core.child(labels)?.sub(value);
-        Ok(())
-    }
-    /// The value of the series of `labels`.
-    fn get(&self, labels: &Bound<'_, PyDict>) -> PyResult<f64> {
-        Ok(self.core.child(labels)?.get())
-    }
+/// The methods of a gauge vec holding `$value`s (float and integer alike).
+macro_rules! gauge_vec_methods {
+    ($ty:ident, $value:ty) => {
+        #[pymethods]
+        impl $ty {
+            /// Sets the series of `labels` to `value`.
+            fn set(&self, value: $value, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+                self.core.child(labels)?.set(value);
+                Ok(())
+            }
+            /// Adds 1.
+            fn inc(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+                self.core.child(labels)?.inc();
+                Ok(())
+            }
+            /// Subtracts 1.
+            fn dec(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+                self.core.child(labels)?.dec();
+                Ok(())
+            }
+            /// Adds `value`.
+            fn inc_by(&self, value: $value, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+                self.core.child(labels)?.add(value);
+                Ok(())
+            }
+            /// Subtracts `value`.
+            fn dec_by(&self, value: $value, labels: &Bound<'_, PyDict>) -> PyResult<()> {
+                self.core.child(labels)?.sub(value);
+                Ok(())
+            }
+            /// The value of the series of `labels`.
+            fn get(&self, labels: &Bound<'_, PyDict>) -> PyResult<$value> {
+                Ok(self.core.child(labels)?.get())
+            }
+        }
+    };
 }
 
-#[pymethods]
-impl PyIntGaugeVec {
-    /// Sets the series of `labels` to `value`.
-    fn set(&self, value: i64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
-        self.core.child(labels)?.set(value);
-        Ok(())
-    }
-    /// Adds 1.
-    fn inc(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
-        self.core.child(labels)?.inc();
-        Ok(())
-    }
-    /// Subtracts 1.
-    fn dec(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
-        self.core.child(labels)?.dec();
-        Ok(())
-    }
-    /// Adds `value`.
-    fn inc_by(&self, value: i64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
-        self.core.child(labels)?.add(value);
-        Ok(())
-    }
-    /// Subtracts `value`.
-    fn dec_by(&self, value: i64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
-        self.core.child(labels)?.sub(value);
-        Ok(())
-    }
-    /// The value of the series of `labels`.
-    fn get(&self, labels: &Bound<'_, PyDict>) -> PyResult<i64> {
-        Ok(self.core.child(labels)?.get())
-    }
-}
+gauge_vec_methods!(PyGaugeVec, f64);
+gauge_vec_methods!(PyIntGaugeVec, i64);
 
 #[pymethods]
 impl PyHistogramVec {
