@@ -1,22 +1,20 @@
 //! Throughput through the frontend with a zero-delay mock engine, the
-//! frontend's LLM metrics on and off in the same run, and the per-token cost
-//! of the metrics.
+//! frontend's LLM metrics on and off in the same run (the per-token cost of
+//! the metrics is `benches/token_metrics.rs`).
 //!
 //! Two frontends share one process and one zero-delay worker, one with the
 //! metrics and one without; rounds of streamed requests alternate between
 //! them and the median of the per-round ratios is reported, so machine drift
-//! cancels out. The per-token cost is timed directly: one request's metric
-//! work (start, every token, end) divided by its tokens.
+//! cancels out.
 //!
 //! `cargo bench -p dynamo-llm --bench frontend`
 
 use dynamo_llm::http::{Frontend, FrontendConfig};
 use dynamo_llm::load::{run, LoadConfig};
-use dynamo_llm::metrics::FrontendMetrics;
 use dynamo_llm::mocker::MockerConfig;
 use dynamo_llm::registry::ModelRegistry;
 use dynamo_runtime::{DistributedRuntime, RuntimeConfig};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -25,7 +23,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() {
     let bench_mode = std::env::args().any(|a| a == "--bench");
-    let (rounds, requests, tokens) = if bench_mode { (10, 400, 64) } else { (2, 8, 8) };
+    let (rounds, requests, tokens) = if bench_mode { (30, 400, 64) } else { (2, 8, 8) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -76,25 +74,5 @@ fn main() {
             off * f64::from(tokens),
             median(&mut ratios)
         );
-
-        // Per-token cost of the metric work of one request.
-        let metrics = FrontendMetrics::new(drt.metrics(), true).expect("metrics");
-        let reqs = if bench_mode { 20_000u32 } else { 10 };
-        let per_request = 64usize;
-        let mut best = f64::INFINITY;
-        for _ in 0..5 {
-            let start = Instant::now();
-            for _ in 0..reqs {
-                let mut t = metrics.start("mock-model", "chat_completions", "stream", Instant::now());
-                t.input_tokens(100);
-                for _ in 0..per_request {
-                    t.tokens_sent(1);
-                }
-                t.succeed();
-            }
-            best = best.min(start.elapsed().as_secs_f64() * 1e9 / (f64::from(reqs) * per_request as f64));
-        }
-        let ns = best;
-        println!("frontend metric work per token, amortized over {per_request}-token requests (best of 5): {ns:.1} ns");
     });
 }
