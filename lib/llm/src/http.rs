@@ -1,6 +1,7 @@
 //! The OpenAI-compatible HTTP frontend: `POST /v1/chat/completions`,
 //! `POST /v1/completions` (streaming and not), `GET /v1/models`, `/metrics`,
-//! `/health`. Requests are preprocessed here and routed to an engine worker
+//! `/health`, and `GET /discovery/prometheus`: every process's metrics address
+//! as a Prometheus HTTP service-discovery endpoint. Requests are preprocessed here and routed to an engine worker
 //! over the request plane; the LLM metrics are measured on the real stream.
 
 use crate::metrics::{error_type, FrontendMetrics, RequestTimer};
@@ -14,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dynamo_runtime::request_plane::{CallError, Client};
-use dynamo_runtime::DistributedRuntime;
+use dynamo_runtime::{DistributedRuntime, RecordLease, ScrapeTarget};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -58,6 +59,9 @@ pub struct Frontend {
     metrics: FrontendMetrics,
     config: FrontendConfig,
     clients: Mutex<HashMap<String, EngineClient>>,
+    /// This frontend's `/metrics`, published for Prometheus when the process
+    /// has no system server (which would serve the same metrics).
+    scrape_lease: Mutex<Option<RecordLease>>,
 }
 
 const CHAT: &str = "chat_completions";
@@ -79,6 +83,7 @@ impl Frontend {
             metrics,
             config,
             clients: Mutex::new(HashMap::new()),
+            scrape_lease: Mutex::new(None),
         }))
     }
 
@@ -90,6 +95,7 @@ impl Frontend {
             .route("/v1/models", get(models))
             .route("/metrics", get(metrics))
             .route("/health", get(health))
+            .route("/discovery/prometheus", get(prometheus_discovery))
             .layer(DefaultBodyLimit::disable())
             .with_state(self.clone())
     }
@@ -112,7 +118,15 @@ impl Frontend {
                 tracing::error!(error = %e, "HTTP frontend stopped");
             }
         });
-        tracing::info!(address = %bound, "HTTP frontend listening (/v1/chat/completions, /v1/completions, /v1/models, /metrics, /health)");
+        tracing::info!(address = %bound, "HTTP frontend listening (/v1/chat/completions, /v1/completions, /v1/models, /metrics, /health, /discovery/prometheus)");
+        if self.drt.system_server_addr().is_none() {
+            let target = self.drt.scrape_target(bound, "frontend");
+            match self.drt.publish_scrape_target(&target).await {
+                Ok(lease) => *self.scrape_lease.lock() = Some(lease),
+                Err(e) => tracing::warn!(error = %e, address = %target.address,
+                    "could not publish the frontend's /metrics for Prometheus discovery"),
+            }
+        }
         Ok(bound)
     }
 
@@ -551,6 +565,19 @@ async fn metrics(State(fe): State<Arc<Frontend>>) -> Response {
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "metrics rendering failed\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Prometheus HTTP service discovery: the published metrics address of every
+/// live process, grouped by the kind of server (`dynamo_server` label).
+async fn prometheus_discovery(State(fe): State<Arc<Frontend>>) -> Response {
+    match fe.drt.scrape_targets().await {
+        Ok(targets) => Json(ScrapeTarget::http_sd_groups(&targets)).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("listing scrape targets failed: {e}\n"),
         )
             .into_response(),
     }

@@ -392,3 +392,19 @@ async fn client_disconnect_mid_stream_is_counted_and_inflight_returns_to_zero() 
         0.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_system_server_the_frontend_publishes_its_own_metrics_for_prometheus() {
+    let (url, _worker, _registry) = setup().await;
+    let sd: Value = reqwest::get(format!("{url}/discovery/prometheus"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let addr = url.trim_start_matches("http://");
+    assert_eq!(
+        sd,
+        json!([{"targets": [addr], "labels": {"dynamo_server": "frontend"}}])
+    );
+}

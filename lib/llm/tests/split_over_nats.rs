@@ -92,6 +92,39 @@ fn frontend_and_worker_as_two_processes() {
         !wm.contains("dynamo_frontend_requests_total{"),
         "the worker process runs no frontend"
     );
+
+    // Prometheus discovery: the frontend lists both processes' system servers
+    // (each process here runs one: DYN_SYSTEM_PORT=0).
+    let worker_addr = worker_metrics
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let mut sd = serde_json::Value::Null;
+    for _ in 0..50 {
+        sd = http
+            .get(format!("{frontend}/discovery/prometheus"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if sd[0]["targets"].as_array().is_some_and(|t| t.len() == 2) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(sd[0]["labels"]["dynamo_server"], "system", "{sd}");
+    let targets = sd[0]["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2, "{sd}");
+    assert!(targets.contains(&serde_json::json!(worker_addr)), "{sd}");
+    for t in targets {
+        let body = http
+            .get(format!("http://{}/metrics", t.as_str().unwrap()))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(body.contains("dynamo_component_system_uptime_seconds"), "{t}: {body}");
+    }
 }
 
 #[test]

@@ -6,6 +6,11 @@ use crate::RuntimeError;
 pub const ENV_SYSTEM_PORT: &str = "DYN_SYSTEM_PORT";
 /// Environment variable: address the system status server listens on (default `0.0.0.0`).
 pub const ENV_SYSTEM_HOST: &str = "DYN_SYSTEM_HOST";
+/// Environment variable: the host name or IP other machines (Prometheus) reach
+/// this process's metrics at, published for service discovery. Unset, a
+/// server bound to a specific address publishes that address, and one bound
+/// to all interfaces (`0.0.0.0`, `::`) publishes `127.0.0.1`.
+pub const ENV_SYSTEM_ADVERTISE_HOST: &str = "DYN_SYSTEM_ADVERTISE_HOST";
 /// Default of [`ENV_SYSTEM_HOST`].
 pub const DEFAULT_SYSTEM_HOST: &str = "0.0.0.0";
 
@@ -60,10 +65,14 @@ pub struct RuntimeConfig {
     pub system_server: SystemServerConfig,
     /// The request plane.
     pub request_plane: RequestPlaneConfig,
+    /// The host published for Prometheus service discovery
+    /// ([`ENV_SYSTEM_ADVERTISE_HOST`]); `None` derives it from the bound address.
+    pub advertise_host: Option<String>,
 }
 
 impl RuntimeConfig {
-    /// Reads `DYN_SYSTEM_PORT`, `DYN_SYSTEM_HOST` and `NATS_SERVER`.
+    /// Reads `DYN_SYSTEM_PORT`, `DYN_SYSTEM_HOST`, `DYN_SYSTEM_ADVERTISE_HOST`
+    /// and `NATS_SERVER`.
     pub fn from_env() -> Result<Self, RuntimeError> {
         Self::from_lookup(|var| std::env::var(var).ok())
     }
@@ -93,9 +102,13 @@ impl RuntimeConfig {
             },
             None => RequestPlaneConfig::InProcess,
         };
+        let advertise_host = lookup(ENV_SYSTEM_ADVERTISE_HOST)
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty());
         Ok(Self {
             system_server,
             request_plane,
+            advertise_host,
         })
     }
 }

@@ -26,11 +26,12 @@ pub mod logging;
 mod metrics;
 pub mod request_plane;
 mod runtime;
+mod scrape_targets;
 mod system_server;
 
 pub use config::{
     RequestPlaneConfig, RuntimeConfig, SystemServerConfig, DEFAULT_SYSTEM_HOST, ENV_NATS_SERVER,
-    ENV_SYSTEM_HOST, ENV_SYSTEM_PORT,
+    ENV_SYSTEM_ADVERTISE_HOST, ENV_SYSTEM_HOST, ENV_SYSTEM_PORT,
 };
 pub use discovery::{DiscoveryError, RecordLease};
 pub use error::{MetricsError, RuntimeError};
@@ -41,6 +42,7 @@ pub use metrics::{
     IntGaugeVec, MetricVec, MetricsRegistry, MetricsScope, VecChild,
 };
 pub use runtime::DistributedRuntime;
+pub use scrape_targets::{ScrapeTarget, SCRAPE_TARGETS_BUCKET};
 pub use system_server::METRICS_CONTENT_TYPE;
 
 /// The `prometheus` crate, whose metric types the `create_*` methods return.

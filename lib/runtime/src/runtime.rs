@@ -38,6 +38,9 @@ struct Inner {
     local_plane: Arc<LocalPlane>,
     local_records: Arc<crate::discovery::LocalRecords>,
     nats_plane: tokio::sync::OnceCell<Arc<NatsPlane>>,
+    /// The published address of the system server, for Prometheus.
+    scrape_lease: parking_lot::Mutex<Option<crate::RecordLease>>,
+    advertise_host: Option<String>,
     // Declared before `tokio` so that it stops before the runtime does.
     system_server: Option<SystemServer>,
     tokio: AsyncRuntime,
@@ -108,7 +111,7 @@ impl DistributedRuntime {
                 },
             )?),
         };
-        Ok(Self {
+        let drt = Self {
             inner: Arc::new(Inner {
                 metrics: MetricsScope::new(registry, ScopePath::root()),
                 health,
@@ -118,9 +121,45 @@ impl DistributedRuntime {
                 local_records: Arc::default(),
                 nats_plane: tokio::sync::OnceCell::new(),
                 system_server,
+                scrape_lease: parking_lot::Mutex::new(None),
+                advertise_host: config.advertise_host,
                 tokio,
             }),
-        })
+        };
+        drt.publish_system_server();
+        Ok(drt)
+    }
+
+    /// The scrape target of a server of this process bound to `bound`, with
+    /// the configured advertise host (see [`crate::ScrapeTarget::new`]).
+    pub fn scrape_target(&self, bound: SocketAddr, server: &str) -> crate::ScrapeTarget {
+        crate::ScrapeTarget::new(bound, self.inner.advertise_host.as_deref(), server)
+    }
+
+    /// Publishes the system server's address for Prometheus, in the background
+    /// (over NATS that means connecting first); the lease lives as long as the
+    /// runtime. A failure is logged: the server still serves.
+    fn publish_system_server(&self) {
+        let Some(addr) = self.system_server_addr() else {
+            return;
+        };
+        let target = self.scrape_target(addr, "system");
+        let weak = Arc::downgrade(&self.inner);
+        self.inner.tokio.handle().spawn(async move {
+            let Some(inner) = weak.upgrade() else { return };
+            let drt = DistributedRuntime { inner };
+            match drt.publish_scrape_target(&target).await {
+                Ok(lease) => {
+                    tracing::info!(address = %target.address, "system server published for Prometheus discovery");
+                    *drt.inner.scrape_lease.lock() = Some(lease);
+                }
+                Err(e) => tracing::warn!(
+                    address = %target.address,
+                    error = %e,
+                    "could not publish the system server for Prometheus discovery"
+                ),
+            }
+        });
     }
 
     /// The namespace of that name. Never fails; a bad name is reported by the
