@@ -123,7 +123,10 @@ fn frontend_and_worker_as_two_processes() {
             .unwrap()
             .text()
             .unwrap();
-        assert!(body.contains("dynamo_component_system_uptime_seconds"), "{t}: {body}");
+        assert!(
+            body.contains("dynamo_component_system_uptime_seconds"),
+            "{t}: {body}"
+        );
     }
 }
 

@@ -1,6 +1,7 @@
-//! Helpers the workspace's tests and benches share: a real `nats-server`
-//! started on a free loopback port, and `promtool check metrics`.
-//! (Both come from Debian packages that `scripts/test.sh` installs.)
+//! Helpers the workspace's tests and benches share: a real `nats-server` and a
+//! real Prometheus server, each started on a free loopback port, and
+//! `promtool check metrics` / `check config`. (They come from the Debian
+//! packages `nats-server` and `prometheus`, which `scripts/test.sh` installs.)
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -135,5 +136,96 @@ pub fn promtool_check(text: &str) -> Promtool {
     Promtool {
         parsed: matches!(out.status.code(), Some(0) | Some(3)),
         output,
+    }
+}
+
+/// Runs `promtool check config` on a Prometheus configuration file; `Err`
+/// carries what promtool printed.
+pub fn promtool_check_config(path: &Path) -> Result<String, String> {
+    let out = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(path)
+        .output()
+        .expect("promtool is installed (scripts/test.sh installs the Debian package prometheus)");
+    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        Ok(output)
+    } else {
+        Err(output)
+    }
+}
+
+/// A Prometheus server running a given configuration file, listening on a
+/// free loopback port, with its storage in a fresh directory; stopped and
+/// cleaned up when dropped.
+pub struct PrometheusServer {
+    child: Child,
+    dir: PathBuf,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl PrometheusServer {
+    /// Starts `prometheus --config.file=<config>` and waits until it answers
+    /// `/-/ready`. Panics saying what went wrong, with the server's log.
+    pub fn start(config: &Path) -> Self {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("dynamo-prometheus-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a Prometheus storage directory");
+        let log = std::fs::File::create(dir.join("prometheus.log")).expect("a Prometheus log file");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect(
+                "prometheus is installed (scripts/test.sh installs the Debian package prometheus)",
+            );
+        let server = PrometheusServer {
+            child,
+            dir,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::Read;
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let req = format!("GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+                let mut reply = String::new();
+                if s.write_all(req.as_bytes()).is_ok()
+                    && s.read_to_string(&mut reply).is_ok()
+                    && reply.lines().next().is_some_and(|l| l.contains(" 200 "))
+                {
+                    return server;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus did not become ready in 30 s:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,0 +1,316 @@
+//! The deploy side against a real Prometheus (the Debian package, started
+//! here): the repository's `deploy/metrics/prometheus.yml` aimed at the main
+//! job (`dynamo serve`, frontend :8080, worker :8081), which Prometheus finds
+//! through the frontend's HTTP service discovery; traffic from `dynamo load`;
+//! then every query of the Dynamo dashboard, with its Grafana variables
+//! substituted, evaluated through Prometheus's HTTP API and required to return
+//! data. The DCGM dashboard's queries must be valid PromQL (they need a GPU to
+//! return data).
+
+use dynamo_testing::PrometheusServer;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn dashboard(name: &str) -> Value {
+    let path = repo().join("deploy/metrics/grafana/dashboards").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every PromQL expression of a dashboard's panels, with the panel's title.
+fn panel_queries(d: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            out.push((
+                p["title"].as_str().unwrap().to_owned(),
+                t["expr"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// `label_values(selector, label)`, Grafana's variable query, split up.
+fn label_values_query(q: &str) -> (String, String) {
+    let inner = q
+        .strip_prefix("label_values(")
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not a label_values query: {q}"));
+    let (selector, label) = inner.rsplit_once(',').unwrap();
+    (selector.trim().to_owned(), label.trim().to_owned())
+}
+
+/// Grafana's built-in variables and the dashboard's own, as chosen values.
+fn substitute(expr: &str, vars: &[(String, String)]) -> String {
+    let mut e = expr
+        .replace("$__rate_interval", "1m")
+        .replace("$__interval", "5s")
+        .replace("$__range", "5m");
+    // Longest names first, so `$model` never eats part of `$model_name`.
+    let mut vars = vars.to_vec();
+    vars.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
+    for (name, value) in vars {
+        e = e
+            .replace(&format!("${{{name}}}"), &value)
+            .replace(&format!("${name}"), &value);
+    }
+    assert!(!e.contains('$'), "a variable is left in {e}");
+    e
+}
+
+/// A regex matching exactly `v` (label values in `=~` matchers).
+fn regex_escape(v: &str) -> String {
+    v.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}
+
+struct Api {
+    url: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Api {
+    fn get(&self, path: &str, params: &[(&str, &str)]) -> Value {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .query(params)
+            .send()
+            .unwrap();
+        r.json().unwrap()
+    }
+
+    fn query(&self, expr: &str) -> Value {
+        self.get("/api/v1/query", &[("query", expr)])
+    }
+
+    /// The single value of a query returning one series, if it has one.
+    fn scalar(&self, expr: &str) -> Option<f64> {
+        let v = self.query(expr);
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+
+    fn label_values(&self, selector: &str, label: &str) -> Vec<String> {
+        let v = self.get(
+            &format!("/api/v1/label/{label}/values"),
+            &[("match[]", selector)],
+        );
+        assert_eq!(v["status"], "success", "{selector} {label}: {v}");
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Waits until `expr` (one series) reaches `want`.
+    fn wait_for(&self, expr: &str, want: f64, prom: &PrometheusServer) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = self.scalar(expr);
+            if got.is_some_and(|g| g >= want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{expr} stayed at {got:?}, want {want}\ntargets: {}\nlog:\n{}",
+                self.get("/api/v1/targets", &[]),
+                prom.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+fn load(requests: usize, unary: bool) {
+    let mut args = vec![
+        "load".to_owned(),
+        "--requests".into(),
+        requests.to_string(),
+        "--concurrency".into(),
+        "8".into(),
+        "--max-tokens".into(),
+        "12".into(),
+        "--quiet".into(),
+    ];
+    if unary {
+        args.push("--unary".into());
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_dynamo"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dynamo load: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A streamed request whose client goes away after the first chunk, and one
+/// for a model nobody serves: the error panels need errors.
+fn errors(http: &reqwest::blocking::Client) {
+    use std::io::Read;
+    let mut r = http
+        .post("http://127.0.0.1:8080/v1/chat/completions")
+        .json(
+            &serde_json::json!({"model": "mock-model", "stream": true, "max_tokens": 500,
+            "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .unwrap();
+    let mut first = [0u8; 16];
+    r.read_exact(&mut first).unwrap();
+    drop(r);
+    let r = http
+        .post("http://127.0.0.1:8080/v1/chat/completions")
+        .json(&serde_json::json!({"model": "no-such-model",
+            "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}
+
+#[test]
+fn every_dashboard_query_returns_data_from_a_real_prometheus() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamo"))
+        .args(["serve", "--ttft-ms", "10", "--itl-ms", "2"])
+        .env_remove("DYN_SYSTEM_PORT")
+        .env_remove("NATS_SERVER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _serve = Proc(child);
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("frontend on "), "{first}");
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let prom = PrometheusServer::start(&repo().join("deploy/metrics/prometheus.yml"));
+    let api = Api {
+        url: prom.url.clone(),
+        http: reqwest::blocking::Client::new(),
+    };
+
+    // Discovery: the main job's one process publishes its system server.
+    api.wait_for(
+        r#"sum(up{job="dynamo",dynamo_server="system",instance="127.0.0.1:8081"})"#,
+        1.0,
+        &prom,
+    );
+
+    // Two rounds of traffic, each seen by a scrape, so that every rate over
+    // the dashboards' window has an increase to show.
+    let http = reqwest::blocking::Client::new();
+    let ok = r#"sum(dynamo_frontend_requests_total{status="success"})"#;
+    load(30, false);
+    errors(&http);
+    api.wait_for(ok, 30.0, &prom);
+    load(60, false);
+    load(20, true);
+    errors(&http);
+    api.wait_for(ok, 110.0, &prom);
+
+    // The dashboard's variables, each from its own label_values query.
+    let dyn_dash = dashboard("grafana-dynamo-dashboard.json");
+    let mut vars: Vec<(String, String)> = Vec::new();
+    for v in dyn_dash["templating"]["list"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap().to_owned();
+        let (selector, label) = label_values_query(v["query"]["query"].as_str().unwrap());
+        let values = api.label_values(&substitute(&selector, &vars), &label);
+        assert!(
+            !values.is_empty(),
+            "variable ${name}: no values for {selector}"
+        );
+        vars.push((name, regex_escape(&values[0])));
+    }
+    assert!(
+        vars.contains(&("model".to_owned(), "mock-model".to_owned())),
+        "{vars:?}"
+    );
+
+    let queries = panel_queries(&dyn_dash);
+    assert!(queries.len() >= 20, "{queries:?}");
+    let mut empty = Vec::new();
+    for (title, expr) in &queries {
+        let e = substitute(expr, &vars);
+        let v = api.query(&e);
+        assert_eq!(v["status"], "success", "{title}: {e}\n{v}");
+        let finite = v["data"]["result"].as_array().unwrap().iter().any(|s| {
+            s["value"][1]
+                .as_str()
+                .and_then(|x| x.parse::<f64>().ok())
+                .is_some_and(f64::is_finite)
+        });
+        if !finite {
+            empty.push(format!("{title}: {e} -> {v}"));
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "queries without data:\n{}",
+        empty.join("\n")
+    );
+
+    // Values that follow from the traffic, read through the dashboard's queries.
+    let ttft_p50 = api
+        .scalar(&substitute(
+            r#"histogram_quantile(0.5, sum by (le) (rate(dynamo_frontend_time_to_first_token_seconds_bucket{model=~"$model"}[$__rate_interval])))"#,
+            &vars,
+        ))
+        .unwrap();
+    assert!(
+        (0.005..0.25).contains(&ttft_p50),
+        "TTFT p50 {ttft_p50} for a 10 ms mock"
+    );
+    let cancelled = api.scalar(r#"sum(dynamo_component_errors_total{error_type="cancelled"})"#);
+    assert_eq!(
+        cancelled,
+        Some(2.0),
+        "two client disconnects reach the worker as cancels"
+    );
+
+    // GPUs: the DCGM dashboard's queries and variable queries must parse.
+    let dcgm = dashboard("grafana-dcgm-metrics.json");
+    let mut dcgm_vars = Vec::new();
+    for v in dcgm["templating"]["list"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap().to_owned();
+        let (selector, label) = label_values_query(v["query"]["query"].as_str().unwrap());
+        api.label_values(&substitute(&selector, &dcgm_vars), &label);
+        dcgm_vars.push((name, ".*".to_owned()));
+    }
+    let dcgm_queries = panel_queries(&dcgm);
+    assert!(dcgm_queries.len() >= 9);
+    for (title, expr) in dcgm_queries {
+        let e = substitute(&expr, &dcgm_vars);
+        let v = api.query(&e);
+        assert_eq!(v["status"], "success", "{title}: {e}\n{v}");
+    }
+}
