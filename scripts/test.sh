@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests
-# need (promtool and nats-server from Debian's packages, a Python venv with
+# need (Prometheus, promtool and nats-server from Debian's packages, a Python venv with
 # prometheus_client, maturin, pytest, mypy), then checks formatting and lints,
 # runs the Rust unit, integration and doc tests and the benchmarks in test
 # mode, builds the Python package and runs its pytest suite.
@@ -11,10 +11,12 @@ log() { printf '\n==> %s\n' "$*"; }
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# promtool (Debian package prometheus) checks our exposition output;
-# nats-server (Debian package nats-server) carries the cross-process tests.
+# Debian package prometheus: promtool checks our exposition output and every
+# Prometheus config, and the Prometheus server answers the dashboards' queries
+# in the end-to-end test; nats-server (Debian package nats-server) carries the
+# cross-process tests.
 missing=()
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
@@ -22,6 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 promtool --version | head -n 1
+prometheus --version 2>&1 | head -n 1
 nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
 "$nats_server" --version
 

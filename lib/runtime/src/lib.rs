@@ -45,5 +45,13 @@ pub use runtime::DistributedRuntime;
 pub use scrape_targets::{ScrapeTarget, SCRAPE_TARGETS_BUCKET};
 pub use system_server::METRICS_CONTENT_TYPE;
 
+// The guides' code blocks are doctests, so the guides stay runnable.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/metrics.md")]
+mod metrics_guide {}
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/request-plane.md")]
+mod request_plane_guide {}
+
 /// The `prometheus` crate, whose metric types the `create_*` methods return.
 pub use prometheus;
