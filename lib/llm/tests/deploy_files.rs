@@ -1,5 +1,6 @@
 //! The files under `deploy/` hold together: every Prometheus configuration in
-//! the repository passes `promtool check config`; the compose file mounts
+//! the repository passes `promtool check config`; `docker-compose config`
+//! accepts the compose file (no Docker daemon needed), which mounts
 //! files that exist and runs what `prometheus.yml` scrapes; the dashboards
 //! use the provisioned datasource, and the operations guide explains every
 //! panel.
@@ -55,6 +56,22 @@ fn promtool_accepts_every_prometheus_config_in_the_repository() {
 }
 
 #[test]
+fn docker_compose_accepts_the_compose_file() {
+    let file = repo().join("deploy/metrics/docker-compose.yml");
+    let out = std::process::Command::new("docker-compose")
+        .arg("-f")
+        .arg(&file)
+        .args(["config", "-q"])
+        .output()
+        .expect("docker-compose is installed (scripts/test.sh installs the Debian package docker-compose)");
+    assert!(
+        out.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn the_compose_file_mounts_existing_files_and_runs_every_scraped_exporter() {
     let compose = read("deploy/metrics/docker-compose.yml");
     let mut mounts = 0;
@@ -62,11 +79,18 @@ fn the_compose_file_mounts_existing_files_and_runs_every_scraped_exporter() {
         if let Some(rest) = line.trim().strip_prefix("- ./") {
             let source = rest.split(':').next().unwrap();
             let path = repo().join("deploy/metrics").join(source);
-            assert!(path.exists(), "compose mounts {} which is missing", path.display());
+            assert!(
+                path.exists(),
+                "compose mounts {} which is missing",
+                path.display()
+            );
             mounts += 1;
         }
     }
-    assert_eq!(mounts, 3, "prometheus.yml, grafana provisioning, dashboards");
+    assert_eq!(
+        mounts, 3,
+        "prometheus.yml, grafana provisioning, dashboards"
+    );
     for service in [
         "nats-server:",
         "nats-prometheus-exporter:",
@@ -74,11 +98,20 @@ fn the_compose_file_mounts_existing_files_and_runs_every_scraped_exporter() {
         "grafana:",
         "dcgm-exporter:",
     ] {
-        assert!(compose.contains(&format!("\n  {service}")), "no service {service}");
+        assert!(
+            compose.contains(&format!("\n  {service}")),
+            "no service {service}"
+        );
     }
     let dcgm = compose.split("\n  dcgm-exporter:").nth(1).unwrap();
-    assert!(dcgm.contains("profiles: [gpu]"), "DCGM only under the gpu profile");
-    assert!(dcgm.contains("\":9401\""), "DCGM exporter listens where prometheus.yml scrapes");
+    assert!(
+        dcgm.contains("profiles: [gpu]"),
+        "DCGM only under the gpu profile"
+    );
+    assert!(
+        dcgm.contains("\":9401\""),
+        "DCGM exporter listens where prometheus.yml scrapes"
+    );
 
     // What prometheus.yml scrapes statically is what compose runs.
     let prom = read("deploy/metrics/prometheus.yml");
@@ -108,7 +141,10 @@ fn dashboards_use_the_provisioned_datasource_and_are_documented() {
         let mut ids = std::collections::HashSet::new();
         for p in d["panels"].as_array().unwrap() {
             let title = p["title"].as_str().unwrap();
-            assert!(ids.insert(p["id"].as_u64().unwrap()), "{name}: duplicate id at {title}");
+            assert!(
+                ids.insert(p["id"].as_u64().unwrap()),
+                "{name}: duplicate id at {title}"
+            );
             let g = &p["gridPos"];
             assert!(
                 g["x"].as_u64().unwrap() + g["w"].as_u64().unwrap() <= 24,

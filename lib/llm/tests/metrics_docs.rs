@@ -23,7 +23,9 @@ struct Row {
 }
 
 fn repo_file(rel: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -50,7 +52,10 @@ fn documented() -> BTreeMap<String, Row> {
             labels,
             buckets,
         };
-        assert!(rows.insert(name.clone(), row).is_none(), "two rows for {name}");
+        assert!(
+            rows.insert(name.clone(), row).is_none(),
+            "two rows for {name}"
+        );
     }
     rows
 }
@@ -79,7 +84,9 @@ fn emitted(scrape: &str) -> BTreeMap<String, Row> {
                 (rows.get(base)?.kind == "histogram").then_some(base)
             })
             .unwrap_or(name);
-        let row = rows.get_mut(family).unwrap_or_else(|| panic!("no TYPE for {line}"));
+        let row = rows
+            .get_mut(family)
+            .unwrap_or_else(|| panic!("no TYPE for {line}"));
         for pair in labels.split("\",").filter(|p| !p.is_empty()) {
             let (label, value) = pair.split_once("=\"").unwrap();
             if label == "le" {
@@ -100,7 +107,12 @@ fn emitted(scrape: &str) -> BTreeMap<String, Row> {
 fn declared_names() -> BTreeSet<String> {
     repo_file("lib/runtime/src/metrics/prometheus_names.rs")
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("pub const ")?.split_once("= \"").map(|(_, v)| v))
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("pub const ")?
+                .split_once("= \"")
+                .map(|(_, v)| v)
+        })
         .map(|v| v.trim_end_matches("\";").to_owned())
         .filter(|v| v.starts_with("dynamo_") && !v.ends_with('_'))
         .filter(|v| !prometheus_names::labels::HIERARCHY.contains(&v.as_str()))
@@ -109,9 +121,20 @@ fn declared_names() -> BTreeSet<String> {
 
 fn row_text(name: &str, r: &Row) -> String {
     let labels: Vec<String> = r.labels.iter().map(|l| format!("`{l}`")).collect();
-    let labels = if labels.is_empty() { "none".to_owned() } else { labels.join(", ") };
-    let buckets = if r.buckets.is_empty() { "—".to_owned() } else { r.buckets.join(" ") };
-    format!("| `{name}` | {} | {labels} | {buckets} | (what it means) |", r.kind)
+    let labels = if labels.is_empty() {
+        "none".to_owned()
+    } else {
+        labels.join(", ")
+    };
+    let buckets = if r.buckets.is_empty() {
+        "—".to_owned()
+    } else {
+        r.buckets.join(" ")
+    };
+    format!(
+        "| `{name}` | {} | {labels} | {buckets} | (what it means) |",
+        r.kind
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +149,10 @@ async fn every_emitted_and_declared_metric_has_a_row_in_the_docs_table() {
         .await
         .unwrap();
     let frontend = Frontend::new(drt.clone(), registry, FrontendConfig::default()).unwrap();
-    let addr = frontend.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = frontend
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     for body in [
         serde_json::json!({"model": "m", "stream": true, "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}),
@@ -165,7 +191,9 @@ async fn every_emitted_and_declared_metric_has_a_row_in_the_docs_table() {
             problems.push(format!("{name} is in prometheus_names but has no row"));
         }
         if !emitted.contains_key(name) {
-            problems.push(format!("{name} is in prometheus_names but this test does not emit it"));
+            problems.push(format!(
+                "{name} is in prometheus_names but this test does not emit it"
+            ));
         }
     }
     for name in docs.keys() {
