@@ -150,7 +150,7 @@ impl DistributedRuntime {
             let drt = DistributedRuntime { inner };
             match drt.publish_scrape_target(&target).await {
                 Ok(lease) => {
-                    tracing::info!(address = %target.address, "system server published for Prometheus discovery");
+                    tracing::debug!(address = %target.address, "system server published for Prometheus discovery");
                     *drt.inner.scrape_lease.lock() = Some(lease);
                 }
                 Err(e) => tracing::warn!(
