@@ -2,17 +2,9 @@
 //! :8080, worker system server on :8081), a request, both /metrics, then
 //! `dynamo load`, whose summary must agree with the frontend's /metrics.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use std::time::{Duration, Instant};
 
 fn get(url: &str) -> (u16, String) {
     let r = reqwest::blocking::get(url).unwrap();
@@ -21,17 +13,8 @@ fn get(url: &str) -> (u16, String) {
 
 #[test]
 fn serve_then_load() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamo"))
-        .args(["serve", "--ttft-ms", "20", "--itl-ms", "2"])
-        .env_remove("DYN_SYSTEM_PORT")
-        .env_remove("NATS_SERVER")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let serve = Proc(child);
-    let first = lines.next().unwrap().unwrap();
+    let (serve, mut lines) = support::serve(&["--ttft-ms", "20", "--itl-ms", "2"], &[]);
+    let first = support::next_line(&mut lines);
     assert!(
         first.starts_with("frontend on http://0.0.0.0:8080"),
         "{first}"
@@ -60,19 +43,16 @@ fn serve_then_load() {
     );
 
     let start = Instant::now();
-    let load = Command::new(env!("CARGO_BIN_EXE_dynamo"))
-        .args([
-            "load",
-            "--requests",
-            "30",
-            "--concurrency",
-            "4",
-            "--max-tokens",
-            "8",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
+    let load = support::run(&[
+        "load",
+        "--requests",
+        "30",
+        "--concurrency",
+        "4",
+        "--max-tokens",
+        "8",
+        "--quiet",
+    ]);
     assert!(start.elapsed() < Duration::from_secs(120));
     let out = String::from_utf8_lossy(&load.stdout);
     assert!(
@@ -96,9 +76,8 @@ fn serve_then_load() {
 
 #[test]
 fn serve_with_load_drives_its_own_traffic() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamo"))
-        .args([
-            "serve",
+    let (serve, mut lines) = support::serve(
+        &[
             "--with-load",
             "--http",
             "127.0.0.1:0",
@@ -108,24 +87,15 @@ fn serve_with_load_drives_its_own_traffic() {
             "5",
             "--itl-ms",
             "1",
-        ])
-        .env_remove("DYN_SYSTEM_PORT")
-        .env_remove("NATS_SERVER")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let serve = Proc(child);
-    let frontend = lines
-        .next()
-        .unwrap()
-        .unwrap()
+        ],
+        &[],
+    );
+    let frontend = support::next_line(&mut lines)
         .trim_start_matches("frontend on ")
         .to_owned();
     let deadline = Instant::now() + Duration::from_secs(60);
     let batch = loop {
-        let line = lines.next().unwrap().unwrap();
+        let line = support::next_line(&mut lines);
         if line.starts_with("load batch 1:") {
             break line;
         }

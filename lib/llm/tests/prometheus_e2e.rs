@@ -7,20 +7,12 @@
 //! data. The DCGM dashboard's queries must be valid PromQL (they need a GPU to
 //! return data).
 
+mod support;
+
 use dynamo_testing::PrometheusServer;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -161,10 +153,8 @@ fn load(requests: usize, unary: bool) {
     if unary {
         args.push("--unary".into());
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_dynamo"))
-        .args(&args)
-        .output()
-        .unwrap();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = support::run(&args);
     assert!(
         out.status.success(),
         "dynamo load: {}{}",
@@ -199,19 +189,10 @@ fn errors(http: &reqwest::blocking::Client) {
 
 #[test]
 fn every_dashboard_query_returns_data_from_a_real_prometheus() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamo"))
-        .args(["serve", "--ttft-ms", "10", "--itl-ms", "2"])
-        .env_remove("DYN_SYSTEM_PORT")
-        .env_remove("NATS_SERVER")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let _serve = Proc(child);
-    let first = lines.next().unwrap().unwrap();
+    let (_serve, mut lines) = support::serve(&["--ttft-ms", "10", "--itl-ms", "2"], &[]);
+    let first = support::next_line(&mut lines);
     assert!(first.starts_with("frontend on "), "{first}");
-    std::thread::spawn(move || lines.for_each(drop));
+    support::drain(lines);
 
     let prom = PrometheusServer::start(&repo().join("deploy/metrics/prometheus.yml"));
     let api = Api {

@@ -2,34 +2,20 @@
 //! over a real nats-server (started here): the frontend finds the worker's
 //! model through discovery and routes to it; each process serves its metrics.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use std::process::Command;
 
-/// Starts `dynamo serve` with these arguments and returns it with its first stdout line.
-fn serve(args: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamo"))
-        .arg("serve")
-        .args(args)
-        .env("DYN_SYSTEM_PORT", "0")
-        .env("DYN_SYSTEM_HOST", "127.0.0.1")
-        .env_remove("NATS_SERVER")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    // Keep reading what it prints later, so its stdout never closes on it.
-    std::thread::spawn(move || lines.for_each(drop));
-    (Proc(child), line)
+/// Starts `dynamo serve` with these arguments and its own system server on a
+/// free port; returns it with its first stdout line.
+fn serve(args: &[&str]) -> (support::Dynamo, String) {
+    let (proc, mut lines) = support::serve(
+        args,
+        &[("DYN_SYSTEM_PORT", "0"), ("DYN_SYSTEM_HOST", "127.0.0.1")],
+    );
+    let line = support::next_line(&mut lines);
+    support::drain(lines);
+    (proc, line)
 }
 
 #[test]

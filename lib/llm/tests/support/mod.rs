@@ -1,0 +1,59 @@
+//! Running the `dynamo` binary from the integration tests, as a user would.
+// Each test binary uses a part of this.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Lines};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+
+/// A running `dynamo` process, killed when dropped.
+pub struct Dynamo(Child);
+
+impl Drop for Dynamo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lines `dynamo` prints on stdout.
+pub type StdoutLines = Lines<BufReader<ChildStdout>>;
+
+/// Starts `dynamo serve <args>` without `NATS_SERVER` or `DYN_SYSTEM_PORT`
+/// from the test's environment, then with `env` set; returns the process and
+/// its stdout, lines read so far: none.
+pub fn serve(args: &[&str], env: &[(&str, &str)]) -> (Dynamo, StdoutLines) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamo"))
+        .arg("serve")
+        .args(args)
+        .env_remove("DYN_SYSTEM_PORT")
+        .env_remove("NATS_SERVER")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dynamo serve starts");
+    let lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    (Dynamo(child), lines)
+}
+
+/// The next line `dynamo` printed.
+pub fn next_line(lines: &mut StdoutLines) -> String {
+    lines
+        .next()
+        .expect("dynamo printed a line")
+        .expect("stdout reads")
+}
+
+/// Keeps reading what the process prints, so its stdout never fills up.
+pub fn drain(lines: StdoutLines) {
+    std::thread::spawn(move || lines.for_each(drop));
+}
+
+/// Runs `dynamo <args>` to completion.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dynamo"))
+        .args(args)
+        .env_remove("NATS_SERVER")
+        .output()
+        .expect("dynamo runs")
+}
