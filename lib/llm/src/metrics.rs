@@ -39,7 +39,7 @@ pub const SEQUENCE_BUCKETS: [f64; 17] = [
 /// Inter-token latencies are gathered per request without atomics and added
 /// to the shared histogram every this many tokens (and when the request
 /// ends): the atomic work of one observation is shared by this many tokens.
-pub const ITL_FLUSH_EVERY: usize = 16;
+pub const ITL_FLUSH_EVERY: u64 = 16;
 
 /// The closed set of `error_type` values of `dynamo_frontend_request_errors_total`.
 pub mod error_type {
@@ -222,7 +222,6 @@ impl FrontendMetrics {
             model.inflight.inc();
             Handles {
                 itl: model.itl.local(),
-                itl_pending: 0,
                 model,
                 families: Arc::clone(&self.families),
                 endpoint,
@@ -243,7 +242,6 @@ impl FrontendMetrics {
 struct Handles {
     /// This request's inter-token latencies not yet in the shared histogram.
     itl: LocalHistogram,
-    itl_pending: usize,
     model: Arc<ModelMetrics>,
     families: Arc<Families>,
     endpoint: &'static str,
@@ -282,7 +280,7 @@ impl RequestTimer {
         }
         let now = self.clock.raw();
         self.output_tokens += n as u64;
-        if let Some(h) = &mut self.handles {
+        if let Some(h) = &self.handles {
             match self.last_token {
                 None => h.model.ttft.observe(self.start.elapsed().as_secs_f64()),
                 Some(prev) => {
@@ -290,10 +288,8 @@ impl RequestTimer {
                     for _ in 0..n {
                         h.itl.observe(each);
                     }
-                    h.itl_pending += n;
-                    if h.itl_pending >= ITL_FLUSH_EVERY {
+                    if h.itl.get_sample_count() >= ITL_FLUSH_EVERY {
                         h.itl.flush();
-                        h.itl_pending = 0;
                     }
                 }
             }
@@ -366,7 +362,7 @@ mod tests {
         }
         assert_eq!(itl_count(&metrics, "m"), 0, "held until a batch is full");
         t.tokens_sent(3); // a chunk of 3 tokens: 3 observations
-        let first_batch = ITL_FLUSH_EVERY as u64 + 2;
+        let first_batch = ITL_FLUSH_EVERY + 2;
         assert_eq!(itl_count(&metrics, "m"), first_batch);
         t.tokens_sent(1);
         assert_eq!(itl_count(&metrics, "m"), first_batch);
