@@ -33,7 +33,7 @@ pub const SCRAPE_TARGETS_BUCKET: &str = "dynamo_scrape_targets";
 
 /// The target label that says what serves at an address (`system` for a
 /// system status server, `frontend` for an HTTP frontend's `/metrics`).
-pub const SERVER_LABEL: &str = "dynamo_server";
+const SERVER_LABEL: &str = "dynamo_server";
 
 /// One address serving `/metrics`, as published for Prometheus.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -81,21 +81,6 @@ impl ScrapeTarget {
             })
             .collect()
     }
-
-    /// The record key: the address with everything but letters, digits, '-'
-    /// and '.' replaced, as NATS key-value keys allow.
-    fn key(&self) -> String {
-        self.address
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    }
 }
 
 impl DistributedRuntime {
@@ -110,7 +95,7 @@ impl DistributedRuntime {
             bucket: SCRAPE_TARGETS_BUCKET.to_owned(),
             message: format!("encoding the scrape target {target:?}: {e}"),
         })?;
-        self.register_record(SCRAPE_TARGETS_BUCKET, &target.key(), value)
+        self.register_record(SCRAPE_TARGETS_BUCKET, &target.address, value)
             .await
     }
 
@@ -167,10 +152,6 @@ mod tests {
         assert_eq!(
             ScrapeTarget::new(any, Some("fd00::1"), "system").address,
             "[fd00::1]:8081"
-        );
-        assert_eq!(
-            ScrapeTarget::new(any6, Some("fd00::1"), "s").key(),
-            "_fd00__1__8081"
         );
     }
 
