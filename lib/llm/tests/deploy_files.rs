@@ -5,20 +5,11 @@
 //! use the provisioned datasource, and the operations guide explains every
 //! panel.
 
+mod support;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn read(rel: &str) -> String {
-    let path = repo().join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use support::{read_repo_file as read, repo};
 
 /// Every YAML file of the repository with a top-level `scrape_configs:`.
 fn prometheus_configs(dir: &Path, out: &mut Vec<PathBuf>) {

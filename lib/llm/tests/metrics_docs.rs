@@ -6,12 +6,13 @@
 //! `prometheus_names`. A metric added to the code without a row fails here,
 //! and the failure prints the row to add.
 
+mod support;
+
 use dynamo_llm::http::{Frontend, FrontendConfig};
 use dynamo_llm::mocker::MockerConfig;
 use dynamo_llm::registry::ModelRegistry;
 use dynamo_runtime::{prometheus_names, DistributedRuntime, RuntimeConfig};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
 
 /// One metric as the docs table states it, or as the scrape shows it.
@@ -22,16 +23,9 @@ struct Row {
     buckets: Vec<String>,
 }
 
-fn repo_file(rel: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 /// The rows of the table: `| `name` | type | `l1`, `l2` | buckets | meaning |`.
 fn documented() -> BTreeMap<String, Row> {
-    let doc = repo_file("docs/metrics-overview.md");
+    let doc = support::read_repo_file("docs/metrics-overview.md");
     let mut rows = BTreeMap::new();
     for line in doc.lines().filter(|l| l.starts_with("| `dynamo_")) {
         let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
@@ -105,7 +99,7 @@ fn emitted(scrape: &str) -> BTreeMap<String, Row> {
 /// The metric names `prometheus_names` declares (its `"dynamo_..."` constants
 /// that are names, not prefixes or the hierarchy's label names).
 fn declared_names() -> BTreeSet<String> {
-    repo_file("lib/runtime/src/metrics/prometheus_names.rs")
+    support::read_repo_file("lib/runtime/src/metrics/prometheus_names.rs")
         .lines()
         .filter_map(|l| {
             l.trim()

@@ -11,17 +11,11 @@ mod support;
 
 use dynamo_testing::PrometheusServer;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn dashboard(name: &str) -> Value {
-    let path = repo().join("deploy/metrics/grafana/dashboards").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    let rel = format!("deploy/metrics/grafana/dashboards/{name}");
+    serde_json::from_str(&support::read_repo_file(&rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 /// Every PromQL expression of a dashboard's panels, with the panel's title.
@@ -140,20 +134,20 @@ impl Api {
 }
 
 fn load(requests: usize, unary: bool) {
+    let requests = requests.to_string();
     let mut args = vec![
-        "load".to_owned(),
-        "--requests".into(),
-        requests.to_string(),
-        "--concurrency".into(),
-        "8".into(),
-        "--max-tokens".into(),
-        "12".into(),
-        "--quiet".into(),
+        "load",
+        "--requests",
+        &requests,
+        "--concurrency",
+        "8",
+        "--max-tokens",
+        "12",
+        "--quiet",
     ];
     if unary {
-        args.push("--unary".into());
+        args.push("--unary");
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = support::run(&args);
     assert!(
         out.status.success(),
@@ -194,7 +188,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     assert!(first.starts_with("frontend on "), "{first}");
     support::drain(lines);
 
-    let prom = PrometheusServer::start(&repo().join("deploy/metrics/prometheus.yml"));
+    let prom = PrometheusServer::start(&support::repo().join("deploy/metrics/prometheus.yml"));
     let api = Api {
         url: prom.url.clone(),
         http: reqwest::blocking::Client::new(),

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::process::Command;
-
 /// Starts `dynamo serve` with these arguments and its own system server on a
 /// free port; returns it with its first stdout line.
 fn serve(args: &[&str]) -> (support::Dynamo, String) {
@@ -118,11 +116,7 @@ fn frontend_and_worker_as_two_processes() {
 
 #[test]
 fn a_role_without_nats_is_a_clear_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_dynamo"))
-        .args(["serve", "--role", "worker"])
-        .env_remove("NATS_SERVER")
-        .output()
-        .unwrap();
+    let out = support::run(&["serve", "--role", "worker"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--nats"),

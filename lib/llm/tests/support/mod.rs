@@ -1,9 +1,25 @@
-//! Running the `dynamo` binary from the integration tests, as a user would.
+//! Running the `dynamo` binary from the integration tests, as a user would,
+//! and reading the repository's files.
 // Each test binary uses a part of this.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Lines};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
+
+/// The repository's root directory.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root exists")
+}
+
+/// A file of the repository, by its path from the root.
+pub fn read_repo_file(rel: &str) -> String {
+    let path = repo().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
 
 /// A running `dynamo` process, killed when dropped.
 pub struct Dynamo(Child);
