@@ -6,7 +6,7 @@ mod support;
 use dynamo_runtime::prometheus::core::Collector;
 use dynamo_runtime::prometheus_names::{labels, runtime as rt_names};
 use dynamo_runtime::{MetricsError, MetricsRegistry};
-use support::{parse, runtime};
+use support::{parse, runtime, warnings_during};
 
 const NS: &str = labels::NAMESPACE;
 const COMP: &str = labels::COMPONENT;
@@ -286,12 +286,6 @@ fn conflicts_name_the_family_the_difference_and_the_first_creation() {
             other.create_gauge("jobs_total", "Jobs", &[]).unwrap_err(),
         ),
         (
-            "help",
-            other
-                .create_counter("jobs_total", "Other help", &[])
-                .unwrap_err(),
-        ),
-        (
             "same series, other kind",
             comp.endpoint("a")
                 .create_intcounter("jobs_total", "Jobs", &[])
@@ -563,4 +557,53 @@ fn empty_help_is_an_error() {
     assert!(
         matches!(e, MetricsError::EmptyHelp { ref metric } if metric == "dynamo_component_x_total")
     );
+}
+
+#[test]
+fn differing_help_is_a_warning_logged_once_and_the_first_help_is_kept() {
+    let drt = runtime();
+    let comp = drt.namespace("ns").component("c");
+    let a = comp
+        .endpoint("a")
+        .create_counter("jobs_total", "Jobs", &[])
+        .unwrap();
+    let ((b, again, same), logs) = warnings_during(|| {
+        let b = comp
+            .endpoint("b")
+            .create_counter("jobs_total", "Other help", &[])
+            .unwrap();
+        let again = comp
+            .endpoint("a")
+            .create_counter("jobs_total", "Other help", &[])
+            .unwrap();
+        let same = comp
+            .endpoint("a")
+            .create_counter("jobs_total", "Jobs", &[])
+            .unwrap();
+        (b, again, same)
+    });
+    assert_eq!(logs.matches("another help text").count(), 1, "{logs}");
+    assert!(
+        logs.contains("Other help") && logs.contains("Jobs"),
+        "{logs}"
+    );
+    a.inc();
+    again.inc();
+    same.inc();
+    b.inc_by(5.0);
+    let text = drt.prometheus_metrics_fmt().unwrap();
+    assert!(
+        text.contains("# HELP dynamo_component_jobs_total Jobs\n"),
+        "{text}"
+    );
+    assert!(!text.contains("Other help"), "{text}");
+    let p = parse(&text);
+    let at = |ep| [(NS, "ns"), (COMP, "c"), (EP, ep)];
+    assert_eq!(p.value("dynamo_component_jobs_total", &at("a")), Some(3.0));
+    assert_eq!(p.value("dynamo_component_jobs_total", &at("b")), Some(5.0));
+    // Type and buckets must still agree.
+    assert!(comp
+        .endpoint("b")
+        .create_gauge("jobs_total", "Jobs", &[])
+        .is_err());
 }

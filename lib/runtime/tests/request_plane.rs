@@ -9,7 +9,7 @@ use dynamo_runtime::{DistributedRuntime, Endpoint};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use support::{parse, runtime, Parsed};
+use support::{parse, runtime, warnings_during, Parsed};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 struct Req {
@@ -354,4 +354,66 @@ async fn serving_a_badly_named_endpoint_is_an_error() {
     let err = ep.serve(handler).await.err().expect("refused");
     assert!(err.to_string().contains("component"), "{err}");
     assert!(ep.client::<Req, Token>().await.is_err());
+}
+
+/// The developer guide creates `requests_total` on an endpoint that also
+/// serves (Rust: a float counter; Python: an integer one): it is the
+/// runtime's own series, in either order, with a warning.
+#[tokio::test]
+async fn a_user_metric_that_is_an_automatic_one_is_the_same_series_in_either_order() {
+    for (user_first, int) in [(true, false), (true, true), (false, false), (false, true)] {
+        let case = format!("user first: {user_first}, integer: {int}");
+        let drt = runtime();
+        let ep = endpoint(&drt);
+        let create = || -> Box<dyn Fn()> {
+            let scope = ep.metrics();
+            if int {
+                let c = scope
+                    .create_intcounter("requests_total", "Total requests", &[])
+                    .unwrap();
+                Box::new(move || c.inc())
+            } else {
+                let c = scope
+                    .create_counter("requests_total", "Total requests", &[])
+                    .unwrap();
+                Box::new(move || c.inc())
+            }
+        };
+        let ((served, user_inc), logs) = warnings_during(|| {
+            let user = user_first.then(&create);
+            let served = futures::executor::block_on(ep.serve(handler)).unwrap();
+            (served, user.unwrap_or_else(&create))
+        });
+        assert_eq!(
+            logs.matches("the runtime already counts this metric")
+                .count(),
+            1,
+            "{case}: {logs}"
+        );
+        let client = ep.client::<Req, Token>().await.unwrap();
+        for _ in 0..2 {
+            client
+                .round_robin(req(1, "ok"))
+                .await
+                .unwrap()
+                .collect_all()
+                .await
+                .unwrap();
+        }
+        user_inc();
+        let p = settled(&drt, 2.0).await;
+        assert_eq!(p.samples_named(wh::REQUESTS_TOTAL).len(), 1, "{case}");
+        assert_eq!(value(&p, wh::REQUESTS_TOTAL), 3.0, "{case}");
+        let text = drt.metrics().prometheus_metrics_fmt().unwrap();
+        let first_help = if user_first {
+            "Total requests"
+        } else {
+            "Total number of requests processed by component endpoint"
+        };
+        assert!(
+            text.contains(&format!("# HELP {} {first_help}\n", wh::REQUESTS_TOTAL)),
+            "{case}: {text}"
+        );
+        served.stop().await;
+    }
 }

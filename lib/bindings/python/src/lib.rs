@@ -49,10 +49,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<metrics::Gauge>()?;
     m.add_class::<metrics::IntGauge>()?;
     m.add_class::<metrics::Histogram>()?;
-    m.add_class::<metrics::PyCounterVec>()?;
-    m.add_class::<metrics::PyIntCounterVec>()?;
-    m.add_class::<metrics::PyGaugeVec>()?;
-    m.add_class::<metrics::PyIntGaugeVec>()?;
-    m.add_class::<metrics::PyHistogramVec>()?;
+    m.add_class::<metrics::CounterVec>()?;
+    m.add_class::<metrics::IntCounterVec>()?;
+    m.add_class::<metrics::GaugeVec>()?;
+    m.add_class::<metrics::IntGaugeVec>()?;
+    m.add_class::<metrics::HistogramVec>()?;
     Ok(())
 }

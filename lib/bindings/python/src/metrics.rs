@@ -3,10 +3,7 @@
 
 use crate::errors::value_error;
 use dynamo_runtime::prometheus::core::Collector;
-use dynamo_runtime::{
-    CounterVec, GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, MetricVec, MetricsScope,
-    VecChild,
-};
+use dynamo_runtime::{MetricVec, MetricsScope, VecChild};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -25,6 +22,12 @@ fn const_labels_of(desc: &dynamo_runtime::prometheus::core::Desc) -> HashMap<Str
         .collect()
 }
 
+/// A Python metric class made from the runtime's metric it wraps.
+trait Wrap {
+    type Inner;
+    fn wrap(py: Python<'_>, inner: Self::Inner) -> Self;
+}
+
 /// Defines a plain metric class with `name()` and `const_labels()`.
 macro_rules! plain_metric {
     ($py_name:literal, $ty:ident, $inner:ty) => {
@@ -37,6 +40,13 @@ macro_rules! plain_metric {
         impl $ty {
             fn desc(&self) -> &dynamo_runtime::prometheus::core::Desc {
                 self.inner.desc()[0]
+            }
+        }
+
+        impl Wrap for $ty {
+            type Inner = $inner;
+            fn wrap(_py: Python<'_>, inner: $inner) -> Self {
+                Self { inner }
             }
         }
 
@@ -254,6 +264,15 @@ macro_rules! vec_metric {
             core: VecCore<$child>,
         }
 
+        impl Wrap for $ty {
+            type Inner = MetricVec<$child>;
+            fn wrap(py: Python<'_>, inner: MetricVec<$child>) -> Self {
+                Self {
+                    core: VecCore::new(py, inner),
+                }
+            }
+        }
+
         #[pymethods]
         impl $ty {
             /// The name as exposed.
@@ -288,28 +307,28 @@ macro_rules! vec_metric {
 
 vec_metric!(
     "CounterVec",
-    PyCounterVec,
+    CounterVec,
     dynamo_runtime::prometheus::Counter
 );
 vec_metric!(
     "IntCounterVec",
-    PyIntCounterVec,
+    IntCounterVec,
     dynamo_runtime::prometheus::IntCounter
 );
-vec_metric!("GaugeVec", PyGaugeVec, dynamo_runtime::prometheus::Gauge);
+vec_metric!("GaugeVec", GaugeVec, dynamo_runtime::prometheus::Gauge);
 vec_metric!(
     "IntGaugeVec",
-    PyIntGaugeVec,
+    IntGaugeVec,
     dynamo_runtime::prometheus::IntGauge
 );
 vec_metric!(
     "HistogramVec",
-    PyHistogramVec,
+    HistogramVec,
     dynamo_runtime::prometheus::Histogram
 );
 
 #[pymethods]
-impl PyCounterVec {
+impl CounterVec {
     /// Adds 1 to the series of `labels`.
     fn inc(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
         self.core.child(labels)?.inc();
@@ -328,7 +347,7 @@ impl PyCounterVec {
 }
 
 #[pymethods]
-impl PyIntCounterVec {
+impl IntCounterVec {
     /// Adds 1 to the series of `labels`.
     fn inc(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
         self.core.child(labels)?.inc();
@@ -384,11 +403,11 @@ macro_rules! gauge_vec_methods {
     };
 }
 
-gauge_vec_methods!(PyGaugeVec, f64);
-gauge_vec_methods!(PyIntGaugeVec, i64);
+gauge_vec_methods!(GaugeVec, f64);
+gauge_vec_methods!(IntGaugeVec, i64);
 
 #[pymethods]
-impl PyHistogramVec {
+impl HistogramVec {
     /// Records one observation in the series of `labels`.
     fn observe(&self, value: f64, labels: &Bound<'_, PyDict>) -> PyResult<()> {
         self.core.child(labels)?.observe(value);
@@ -418,201 +437,38 @@ fn names(label_names: &[String]) -> Vec<&str> {
     label_names.iter().map(String::as_str).collect()
 }
 
+/// The ten `create_*` methods, generated from the runtime's one list of them
+/// (`for_each_create_method!`), each calling the `MetricsScope` method of the
+/// same name. `const_labels` is a list of (name, value) pairs.
+macro_rules! py_create_methods {
+    ($($method:ident $ty:ident [$($var:ident)?] [$($bk:ident)?] $doc:literal;)*) => {
+        #[pymethods]
+        impl PyMetrics {$(
+            #[doc = $doc]
+            #[pyo3(signature = (name, description, $($var,)? const_labels=None $(, $bk=None)?))]
+            fn $method(
+                &self,
+                py: Python<'_>,
+                name: &str,
+                description: &str,
+                $($var: Vec<String>,)?
+                const_labels: Pairs,
+                $($bk: Option<Vec<f64>>,)?
+            ) -> PyResult<$ty> {
+                let inner = self
+                    .scope
+                    .$method(name, description, $(&names(&$var),)? &pairs(&const_labels) $(, $bk)?)
+                    .map_err(value_error)?;
+                Ok(<$ty as Wrap>::wrap(py, inner))
+            }
+        )*}
+    };
+}
+
+dynamo_runtime::for_each_create_method!(py_create_methods);
+
 #[pymethods]
 impl PyMetrics {
-    /// Creates (or gets) a counter. `const_labels` is a list of (name, value) pairs.
-    #[pyo3(signature = (name, description, const_labels=None))]
-    fn create_counter(
-        &self,
-        name: &str,
-        description: &str,
-        const_labels: Pairs,
-    ) -> PyResult<Counter> {
-        let inner = self
-            .scope
-            .create_counter(name, description, &pairs(&const_labels))
-            .map_err(value_error)?;
-        Ok(Counter { inner })
-    }
-
-    /// Creates (or gets) an integer counter.
-    #[pyo3(signature = (name, description, const_labels=None))]
-    fn create_intcounter(
-        &self,
-        name: &str,
-        description: &str,
-        const_labels: Pairs,
-    ) -> PyResult<IntCounter> {
-        let inner = self
-            .scope
-            .create_intcounter(name, description, &pairs(&const_labels))
-            .map_err(value_error)?;
-        Ok(IntCounter { inner })
-    }
-
-    /// Creates (or gets) a gauge.
-    #[pyo3(signature = (name, description, const_labels=None))]
-    fn create_gauge(&self, name: &str, description: &str, const_labels: Pairs) -> PyResult<Gauge> {
-        let inner = self
-            .scope
-            .create_gauge(name, description, &pairs(&const_labels))
-            .map_err(value_error)?;
-        Ok(Gauge { inner })
-    }
-
-    /// Creates (or gets) an integer gauge.
-    #[pyo3(signature = (name, description, const_labels=None))]
-    fn create_intgauge(
-        &self,
-        name: &str,
-        description: &str,
-        const_labels: Pairs,
-    ) -> PyResult<IntGauge> {
-        let inner = self
-            .scope
-            .create_intgauge(name, description, &pairs(&const_labels))
-            .map_err(value_error)?;
-        Ok(IntGauge { inner })
-    }
-
-    /// Creates (or gets) a histogram; `buckets=None` means Prometheus's defaults.
-    #[pyo3(signature = (name, description, const_labels=None, buckets=None))]
-    fn create_histogram(
-        &self,
-        name: &str,
-        description: &str,
-        const_labels: Pairs,
-        buckets: Option<Vec<f64>>,
-    ) -> PyResult<Histogram> {
-        let inner = self
-            .scope
-            .create_histogram(name, description, &pairs(&const_labels), buckets)
-            .map_err(value_error)?;
-        Ok(Histogram { inner })
-    }
-
-    /// Creates (or gets) a counter with the variable labels `label_names`.
-    #[pyo3(signature = (name, description, label_names, const_labels=None))]
-    fn create_countervec(
-        &self,
-        py: Python<'_>,
-        name: &str,
-        description: &str,
-        label_names: Vec<String>,
-        const_labels: Pairs,
-    ) -> PyResult<PyCounterVec> {
-        let vec: CounterVec = self
-            .scope
-            .create_countervec(
-                name,
-                description,
-                &names(&label_names),
-                &pairs(&const_labels),
-            )
-            .map_err(value_error)?;
-        Ok(PyCounterVec {
-            core: VecCore::new(py, vec),
-        })
-    }
-
-    /// Creates (or gets) an integer counter with variable labels.
-    #[pyo3(signature = (name, description, label_names, const_labels=None))]
-    fn create_intcountervec(
-        &self,
-        py: Python<'_>,
-        name: &str,
-        description: &str,
-        label_names: Vec<String>,
-        const_labels: Pairs,
-    ) -> PyResult<PyIntCounterVec> {
-        let vec: IntCounterVec = self
-            .scope
-            .create_intcountervec(
-                name,
-                description,
-                &names(&label_names),
-                &pairs(&const_labels),
-            )
-            .map_err(value_error)?;
-        Ok(PyIntCounterVec {
-            core: VecCore::new(py, vec),
-        })
-    }
-
-    /// Creates (or gets) a gauge with variable labels.
-    #[pyo3(signature = (name, description, label_names, const_labels=None))]
-    fn create_gaugevec(
-        &self,
-        py: Python<'_>,
-        name: &str,
-        description: &str,
-        label_names: Vec<String>,
-        const_labels: Pairs,
-    ) -> PyResult<PyGaugeVec> {
-        let vec: GaugeVec = self
-            .scope
-            .create_gaugevec(
-                name,
-                description,
-                &names(&label_names),
-                &pairs(&const_labels),
-            )
-            .map_err(value_error)?;
-        Ok(PyGaugeVec {
-            core: VecCore::new(py, vec),
-        })
-    }
-
-    /// Creates (or gets) an integer gauge with variable labels.
-    #[pyo3(signature = (name, description, label_names, const_labels=None))]
-    fn create_intgaugevec(
-        &self,
-        py: Python<'_>,
-        name: &str,
-        description: &str,
-        label_names: Vec<String>,
-        const_labels: Pairs,
-    ) -> PyResult<PyIntGaugeVec> {
-        let vec: IntGaugeVec = self
-            .scope
-            .create_intgaugevec(
-                name,
-                description,
-                &names(&label_names),
-                &pairs(&const_labels),
-            )
-            .map_err(value_error)?;
-        Ok(PyIntGaugeVec {
-            core: VecCore::new(py, vec),
-        })
-    }
-
-    /// Creates (or gets) a histogram with variable labels.
-    #[pyo3(signature = (name, description, label_names, const_labels=None, buckets=None))]
-    fn create_histogramvec(
-        &self,
-        py: Python<'_>,
-        name: &str,
-        description: &str,
-        label_names: Vec<String>,
-        const_labels: Pairs,
-        buckets: Option<Vec<f64>>,
-    ) -> PyResult<PyHistogramVec> {
-        let vec: HistogramVec = self
-            .scope
-            .create_histogramvec(
-                name,
-                description,
-                &names(&label_names),
-                &pairs(&const_labels),
-                buckets,
-            )
-            .map_err(value_error)?;
-        Ok(PyHistogramVec {
-            core: VecCore::new(py, vec),
-        })
-    }
-
     /// Runs `callback()` before every scrape that includes this object. An
     /// exception is logged and counted, and the scrape goes on.
     fn register_callback(&self, callback: Py<PyAny>) {

@@ -93,3 +93,35 @@ def test_handler_must_be_an_async_generator(drt: DistributedRuntime) -> None:
         assert s.value("dynamo_component_errors_total", error_type="handler", **LABELS) == 1
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("user_first", [True, False])
+@pytest.mark.parametrize("kind", ["create_intcounter", "create_counter"])
+def test_guide_requests_total_is_the_automatic_series_in_either_order(
+    drt: DistributedRuntime, capfd: pytest.CaptureFixture[str], user_first: bool, kind: str
+) -> None:
+    """The developer guide's `requests_total` on an endpoint that also serves
+    is the runtime's own series: no error in either order, one series, a
+    warning once."""
+
+    async def main() -> None:
+        endpoint = drt.namespace("py").component("worker").endpoint("generate")
+        create = getattr(endpoint.metrics, kind)
+        user = create("requests_total", "Total requests") if user_first else None
+        served = await endpoint.serve_endpoint(generate)
+        if user is None:
+            user = create("requests_total", "Total requests")
+        client = await endpoint.client()
+        await client.wait_for_instances(5.0)
+        for _ in range(2):
+            _ = [item async for item in await client.round_robin({"prompt": "x", "n": 1})]
+        user.inc()
+        s = await settle(drt, 2)
+        assert s.value("dynamo_component_requests_total", **LABELS) == 3
+        text = endpoint.metrics.prometheus_metrics_fmt()
+        series = [line for line in text.splitlines() if line.startswith("dynamo_component_requests_total{")]
+        assert len(series) == 1, text
+        await served.stop()
+
+    asyncio.run(main())
+    assert capfd.readouterr().err.count("the runtime already counts this metric") == 1

@@ -4,7 +4,8 @@
 //! that does not parse is refused whole with the line that broke it.
 
 use super::prometheus_names::{is_valid_label_name, is_valid_metric_name};
-use super::render;
+use super::spec::PromType;
+use super::text;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
@@ -22,50 +23,44 @@ impl fmt::Display for ParseError {
     }
 }
 
-/// One family of parsed text, its samples re-rendered in normal form.
+/// One sample of parsed text, in normal form.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParsedSample {
+    /// `name{labels}` with the labels sorted by name (`le` and `quantile`
+    /// last) and escaped, as the registry writes its own: the sample's identity.
+    pub key: String,
+    pub value: f64,
+    /// Milliseconds since the epoch, if the text gave one.
+    pub timestamp: Option<i64>,
+}
+
+/// One family of parsed text.
 #[derive(Debug, Clone)]
 pub(crate) struct ParsedFamily {
     pub help: Option<String>,
-    pub type_name: &'static str,
-    /// `(key, value)`: the key is everything before the value (`name{labels} `),
-    /// the value the number and optional timestamp.
-    pub samples: Vec<(String, String)>,
+    pub prom_type: PromType,
+    pub samples: Vec<ParsedSample>,
     keys: HashSet<String>,
 }
 
 impl ParsedFamily {
-    fn new(type_name: &'static str) -> Self {
+    fn new(prom_type: PromType) -> Self {
         Self {
             help: None,
-            type_name,
+            prom_type,
             samples: Vec::new(),
             keys: HashSet::new(),
         }
     }
 
     /// Adds a sample unless one with the same key is there already.
-    fn push(&mut self, key: String, value: String) -> bool {
-        if self.keys.insert(key.clone()) {
-            self.samples.push((key, value));
+    fn push(&mut self, sample: ParsedSample) -> bool {
+        if self.keys.insert(sample.key.clone()) {
+            self.samples.push(sample);
             true
         } else {
             false
         }
-    }
-
-    /// Writes the samples whose key is not in `skip`.
-    pub(crate) fn write_samples(&self, out: &mut String, skip: &HashSet<&str>) -> usize {
-        let mut dropped = 0;
-        for (key, value) in &self.samples {
-            if skip.contains(key.as_str()) {
-                dropped += 1;
-                continue;
-            }
-            out.push_str(key);
-            out.push_str(value);
-            out.push('\n');
-        }
-        dropped
     }
 }
 
@@ -85,12 +80,12 @@ impl ExternalFamilies {
                 None => {
                     self.families.insert(name, family);
                 }
-                Some(existing) if existing.type_name == family.type_name => {
+                Some(existing) if existing.prom_type == family.prom_type => {
                     if existing.help.is_none() {
                         existing.help = family.help;
                     }
-                    for (key, value) in family.samples {
-                        existing.push(key, value);
+                    for sample in family.samples {
+                        existing.push(sample);
                     }
                 }
                 Some(_) => conflicts.push(name),
@@ -100,13 +95,11 @@ impl ExternalFamilies {
     }
 }
 
-const TYPES: [&str; 5] = ["counter", "gauge", "histogram", "summary", "untyped"];
-
 /// Parses exposition text into families keyed by name.
 pub(crate) fn parse(text: &str) -> Result<BTreeMap<String, ParsedFamily>, ParseError> {
     let mut families: BTreeMap<String, ParsedFamily> = BTreeMap::new();
     // Families declared by a TYPE line, so that `x_bucket` finds histogram `x`.
-    let mut declared: HashMap<String, &'static str> = HashMap::new();
+    let mut declared: HashMap<String, PromType> = HashMap::new();
     for (i, raw) in text.lines().enumerate() {
         let err = |message: String| ParseError {
             line: i + 1,
@@ -121,13 +114,12 @@ pub(crate) fn parse(text: &str) -> Result<BTreeMap<String, ParsedFamily>, ParseE
             continue;
         }
         let sample = parse_sample(line).map_err(err)?;
-        let (family_name, type_name) = family_of(&sample.name, &declared);
-        check_sample_shape(&sample, &family_name, type_name).map_err(err)?;
+        let (family_name, prom_type) = family_of(&sample.name, &declared);
+        check_sample_shape(&sample, &family_name, prom_type).map_err(err)?;
         let family = families
             .entry(family_name)
-            .or_insert_with(|| ParsedFamily::new(type_name));
-        let (key, value) = sample.render();
-        family.push(key, value);
+            .or_insert_with(|| ParsedFamily::new(prom_type));
+        family.push(sample.normalize());
     }
     Ok(families)
 }
@@ -135,7 +127,7 @@ pub(crate) fn parse(text: &str) -> Result<BTreeMap<String, ParsedFamily>, ParseE
 fn parse_comment(
     comment: &str,
     families: &mut BTreeMap<String, ParsedFamily>,
-    declared: &mut HashMap<String, &'static str>,
+    declared: &mut HashMap<String, PromType>,
 ) -> Result<(), String> {
     let comment = comment.trim_start();
     let (keyword, rest) = comment.split_once([' ', '\t']).unwrap_or((comment, ""));
@@ -149,29 +141,33 @@ fn parse_comment(
     }
     if keyword == "HELP" {
         let help = unescape_help(arg);
-        let family = families
-            .entry(name.to_owned())
-            .or_insert_with(|| ParsedFamily::new(declared.get(name).copied().unwrap_or("untyped")));
+        let family = families.entry(name.to_owned()).or_insert_with(|| {
+            ParsedFamily::new(declared.get(name).copied().unwrap_or(PromType::Untyped))
+        });
         family.help = Some(help);
         return Ok(());
     }
     let arg = arg.trim();
-    let Some(type_name) = TYPES.iter().copied().find(|t| *t == arg) else {
+    let Some(prom_type) = PromType::parse(arg) else {
         return Err(format!("unknown type {arg:?} for {name:?}"));
     };
-    if let Some(previous) = declared.insert(name.to_owned(), type_name) {
-        if previous != type_name {
-            return Err(format!("{name:?} declared {previous} and then {type_name}"));
+    if let Some(previous) = declared.insert(name.to_owned(), prom_type) {
+        if previous != prom_type {
+            return Err(format!(
+                "{name:?} declared {} and then {}",
+                previous.as_str(),
+                prom_type.as_str()
+            ));
         }
     }
     let family = families
         .entry(name.to_owned())
-        .or_insert_with(|| ParsedFamily::new(type_name));
-    if family.type_name != type_name {
+        .or_insert_with(|| ParsedFamily::new(prom_type));
+    if family.prom_type != prom_type {
         if !family.samples.is_empty() {
             return Err(format!("TYPE line for {name:?} after its samples"));
         }
-        family.type_name = type_name;
+        family.prom_type = prom_type;
     }
     Ok(())
 }
@@ -198,31 +194,33 @@ fn unescape_help(text: &str) -> String {
 }
 
 /// The family a sample belongs to, and that family's type.
-fn family_of(sample: &str, declared: &HashMap<String, &'static str>) -> (String, &'static str) {
-    if let Some(type_name) = declared.get(sample) {
-        return (sample.to_owned(), type_name);
+fn family_of(sample: &str, declared: &HashMap<String, PromType>) -> (String, PromType) {
+    if let Some(prom_type) = declared.get(sample) {
+        return (sample.to_owned(), *prom_type);
     }
     for suffix in ["_bucket", "_sum", "_count"] {
         if let Some(base) = sample.strip_suffix(suffix) {
             match declared.get(base) {
-                Some(&"histogram") => return (base.to_owned(), "histogram"),
-                Some(&"summary") if suffix != "_bucket" => return (base.to_owned(), "summary"),
+                Some(PromType::Histogram) => return (base.to_owned(), PromType::Histogram),
+                Some(PromType::Summary) if suffix != "_bucket" => {
+                    return (base.to_owned(), PromType::Summary)
+                }
                 _ => {}
             }
         }
     }
-    (sample.to_owned(), "untyped")
+    (sample.to_owned(), PromType::Untyped)
 }
 
-fn check_sample_shape(sample: &Sample, family: &str, type_name: &str) -> Result<(), String> {
-    let needs = match type_name {
-        "histogram" if sample.name == family => {
+fn check_sample_shape(sample: &Sample, family: &str, prom_type: PromType) -> Result<(), String> {
+    let needs = match prom_type {
+        PromType::Histogram if sample.name == family => {
             return Err(format!(
                 "histogram {family:?} has a sample without _bucket, _sum or _count"
             ))
         }
-        "histogram" if sample.name.ends_with("_bucket") => Some("le"),
-        "summary" if sample.name == family => Some("quantile"),
+        PromType::Histogram if sample.name.ends_with("_bucket") => Some("le"),
+        PromType::Summary if sample.name == family => Some("quantile"),
         _ => None,
     };
     if let Some(label) = needs {
@@ -251,26 +249,23 @@ struct Sample {
 impl Sample {
     /// Normal form: labels sorted by name, with `le`/`quantile` last, as the
     /// registry writes its own.
-    fn render(mut self) -> (String, String) {
+    fn normalize(mut self) -> ParsedSample {
         self.labels
             .sort_by_key(|(k, _)| (k == "le" || k == "quantile", k.clone()));
         let mut key = self.name;
         if !self.labels.is_empty() {
             key.push('{');
-            render::write_label_pairs(
+            text::write_label_pairs(
                 &mut key,
                 self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             );
             key.push('}');
         }
-        key.push(' ');
-        let mut value = String::new();
-        render::write_f64(&mut value, self.value);
-        if let Some(ts) = self.timestamp {
-            value.push(' ');
-            value.push_str(itoa::Buffer::new().format(ts));
+        ParsedSample {
+            key,
+            value: self.value,
+            timestamp: self.timestamp,
         }
-        (key, value)
     }
 }
 
@@ -388,18 +383,19 @@ mod tests {
                     lat_sum 1.5\nlat_count 2\nbare 3\n";
         let families = parse(text).unwrap();
         let tokens = &families["vllm:tokens"];
-        assert_eq!(tokens.type_name, "counter");
+        assert_eq!(tokens.prom_type, PromType::Counter);
         assert_eq!(tokens.help.as_deref(), Some("Tokens \\ seen\n."));
         assert_eq!(
             tokens.samples,
-            vec![(
-                "vllm:tokens{a=\"x\",model=\"m\\\"1\"} ".to_owned(),
-                "12 1700000000".to_owned()
-            )]
+            vec![ParsedSample {
+                key: "vllm:tokens{a=\"x\",model=\"m\\\"1\"}".to_owned(),
+                value: 12.0,
+                timestamp: Some(1700000000),
+            }]
         );
-        assert_eq!(families["lat"].type_name, "histogram");
+        assert_eq!(families["lat"].prom_type, PromType::Histogram);
         assert_eq!(families["lat"].samples.len(), 4);
-        assert_eq!(families["bare"].type_name, "untyped");
+        assert_eq!(families["bare"].prom_type, PromType::Untyped);
     }
 
     #[test]
@@ -436,9 +432,12 @@ mod tests {
             2,
             "the repeated series is kept once"
         );
-        assert_eq!(all.families["a"].samples[0].1, "1", "the first value wins");
+        assert_eq!(
+            all.families["a"].samples[0].value, 1.0,
+            "the first value wins"
+        );
         let conflicts = all.merge(parse("# TYPE b counter\nb 1\n").unwrap());
         assert_eq!(conflicts, vec!["b".to_owned()]);
-        assert_eq!(all.families["b"].type_name, "gauge");
+        assert_eq!(all.families["b"].prom_type, PromType::Gauge);
     }
 }

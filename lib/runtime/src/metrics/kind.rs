@@ -1,52 +1,10 @@
 //! The ten metric kinds the hierarchy can create, and how each is built from a
 //! [`MetricSpec`] and kept in the registry as a [`Handle`].
 
+use super::sample::SeriesValue;
+use super::spec::{MetricSpec, PromType};
 use super::vec::{CounterVec, GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, MetricVec};
-use prometheus::{Counter, Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, Opts};
-use std::collections::HashMap;
-
-/// The Prometheus type of a family, as written on its `# TYPE` line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PromType {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-impl PromType {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            PromType::Counter => "counter",
-            PromType::Gauge => "gauge",
-            PromType::Histogram => "histogram",
-        }
-    }
-}
-
-/// Everything needed to build one metric.
-#[derive(Debug, Clone)]
-pub(crate) struct MetricSpec {
-    /// The exposed name.
-    pub name: String,
-    pub help: String,
-    /// Automatic and user constant labels, sorted by name.
-    pub const_labels: Vec<(String, String)>,
-    /// Variable label names of a vec, in the order the user gave.
-    pub var_labels: Vec<String>,
-    /// Histogram buckets (resolved: never empty for a histogram).
-    pub buckets: Vec<f64>,
-}
-
-impl MetricSpec {
-    fn opts(&self) -> Opts {
-        let labels: HashMap<String, String> = self.const_labels.iter().cloned().collect();
-        Opts::new(self.name.clone(), self.help.clone()).const_labels(labels)
-    }
-
-    fn histogram_opts(&self) -> HistogramOpts {
-        HistogramOpts::from(self.opts()).buckets(self.buckets.clone())
-    }
-}
+use prometheus::{Counter, Gauge, Histogram, IntCounter, IntGauge};
 
 /// A registered metric, as the registry keeps it for rendering.
 #[derive(Clone)]
@@ -68,16 +26,19 @@ pub(crate) trait MetricKind: Sized + Clone {
     /// The Rust type's name, for error messages.
     const NAME: &'static str;
     const PROM_TYPE: PromType;
+    /// True for the kinds without variable labels.
+    const PLAIN: bool;
     fn build(spec: &MetricSpec) -> prometheus::Result<Self>;
     fn into_handle(self) -> Handle;
     fn from_handle(handle: &Handle) -> Option<Self>;
 }
 
 macro_rules! metric_kind {
-    ($ty:ident, $prom:ident, |$spec:ident| $build:expr) => {
+    ($ty:ident, $prom:ident, $plain:literal, |$spec:ident| $build:expr) => {
         impl MetricKind for $ty {
             const NAME: &'static str = stringify!($ty);
             const PROM_TYPE: PromType = PromType::$prom;
+            const PLAIN: bool = $plain;
             fn build($spec: &MetricSpec) -> prometheus::Result<Self> {
                 $build
             }
@@ -94,20 +55,45 @@ macro_rules! metric_kind {
     };
 }
 
-metric_kind!(Counter, Counter, |s| Counter::with_opts(s.opts()));
-metric_kind!(IntCounter, Counter, |s| IntCounter::with_opts(s.opts()));
-metric_kind!(Gauge, Gauge, |s| Gauge::with_opts(s.opts()));
-metric_kind!(IntGauge, Gauge, |s| IntGauge::with_opts(s.opts()));
-metric_kind!(Histogram, Histogram, |s| Histogram::with_opts(
+metric_kind!(Counter, Counter, true, |s| Counter::with_opts(s.opts()));
+metric_kind!(IntCounter, Counter, true, |s| IntCounter::with_opts(
+    s.opts()
+));
+metric_kind!(Gauge, Gauge, true, |s| Gauge::with_opts(s.opts()));
+metric_kind!(IntGauge, Gauge, true, |s| IntGauge::with_opts(s.opts()));
+metric_kind!(Histogram, Histogram, true, |s| Histogram::with_opts(
     s.histogram_opts()
 ));
-metric_kind!(CounterVec, Counter, |s| MetricVec::new(s));
-metric_kind!(IntCounterVec, Counter, |s| MetricVec::new(s));
-metric_kind!(GaugeVec, Gauge, |s| MetricVec::new(s));
-metric_kind!(IntGaugeVec, Gauge, |s| MetricVec::new(s));
-metric_kind!(HistogramVec, Histogram, |s| MetricVec::new(s));
+metric_kind!(CounterVec, Counter, false, |s| MetricVec::new(s));
+metric_kind!(IntCounterVec, Counter, false, |s| MetricVec::new(s));
+metric_kind!(GaugeVec, Gauge, false, |s| MetricVec::new(s));
+metric_kind!(IntGaugeVec, Gauge, false, |s| MetricVec::new(s));
+metric_kind!(HistogramVec, Histogram, false, |s| MetricVec::new(s));
 
 impl Handle {
+    /// True for a metric without variable labels.
+    pub(crate) fn is_plain(&self) -> bool {
+        !matches!(
+            self,
+            Handle::CounterVec(_)
+                | Handle::IntCounterVec(_)
+                | Handle::GaugeVec(_)
+                | Handle::IntGaugeVec(_)
+                | Handle::HistogramVec(_)
+        )
+    }
+
+    /// The value of a plain counter or gauge; `None` for histograms and vecs.
+    pub(crate) fn number(&self) -> Option<SeriesValue<'static>> {
+        match self {
+            Handle::Counter(m) => Some(SeriesValue::Float(m.get())),
+            Handle::Gauge(m) => Some(SeriesValue::Float(m.get())),
+            Handle::IntCounter(m) => Some(SeriesValue::Int(i128::from(m.get()))),
+            Handle::IntGauge(m) => Some(SeriesValue::Int(i128::from(m.get()))),
+            _ => None,
+        }
+    }
+
     /// The Rust type's name, for error messages.
     pub(crate) fn kind_name(&self) -> &'static str {
         match self {

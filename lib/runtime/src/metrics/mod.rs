@@ -20,26 +20,44 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+//!
+//! The layers, each a module that only uses those above it: names and
+//! validation (`prometheus_names`, `validate`), the pure text primitives
+//! (`text`), what defines a metric (`spec`, `kind`, `vec`), the store of
+//! families and series (`store`), the encoders that walk it for a scrape
+//! (`encoder`, text format 0.0.4 first), and the registry that runs the
+//! callbacks and asks an encoder for a scrape (`registry`). The system
+//! status server and the HTTP frontend serve what the registry returns.
+
 mod callbacks;
+mod create;
+mod encoder;
 mod expfmt;
 mod kind;
 pub mod prometheus_names;
 mod registry;
-mod render;
+mod sample;
 mod scope;
+mod spec;
 mod store;
+mod text;
 mod validate;
 pub mod vec;
 
 pub use callbacks::CallbackError;
+pub(crate) use create::CreateArgs;
+use create::{registry_trait_method, scope_method};
+pub(crate) use encoder::text::CONTENT_TYPE as TEXT_CONTENT_TYPE;
 pub(crate) use registry::Registry;
 pub(crate) use scope::ScopePath;
 
 use crate::MetricsError;
-use kind::{MetricKind, MetricSpec, PromType};
+use kind::MetricKind;
 use prometheus::{Counter, Gauge, Histogram, IntCounter, IntGauge};
+use spec::{MetricSpec, PromType};
 use std::panic::Location;
 use std::sync::Arc;
+use store::Origin;
 pub use vec::{
     CounterVec, GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, MetricVec, VecChild,
 };
@@ -56,6 +74,17 @@ pub struct MetricsScope {
     registry: Arc<Registry>,
     path: ScopePath,
     prefix: &'static str,
+    /// True for the scope the runtime creates the automatic endpoint metrics on.
+    automatic: bool,
+}
+
+impl std::fmt::Debug for MetricsScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsScope")
+            .field("path", &self.path)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 impl MetricsScope {
@@ -64,6 +93,16 @@ impl MetricsScope {
             registry,
             path,
             prefix: prometheus_names::COMPONENT_PREFIX,
+            automatic: false,
+        }
+    }
+
+    /// The same scope, marking what it creates as the runtime's automatic
+    /// endpoint metrics (see [`store::Origin`]).
+    pub(crate) fn automatic(&self) -> Self {
+        Self {
+            automatic: true,
+            ..self.clone()
         }
     }
 
@@ -135,16 +174,17 @@ impl MetricsScope {
         }
     }
 
+    /// The one path every `create_*` method takes.
     #[track_caller]
-    fn create<M: MetricKind>(
-        &self,
-        name: &str,
-        help: &str,
-        const_labels: &[(&str, &str)],
-        var_labels: &[&str],
-        buckets: Option<Vec<f64>>,
-    ) -> Result<M, MetricsError> {
+    pub(crate) fn create<M: MetricKind>(&self, args: CreateArgs<'_>) -> Result<M, MetricsError> {
         let location = Location::caller();
+        let CreateArgs {
+            name,
+            description: help,
+            const_labels,
+            label_names: var_labels,
+            buckets,
+        } = args;
         self.path.validate()?;
         let exposed = validate::prefixed_metric_name(self.prefix, name)?;
         if help.is_empty() {
@@ -183,135 +223,14 @@ impl MetricsScope {
             var_labels: var_labels.iter().map(|s| (*s).to_owned()).collect(),
             buckets,
         };
-        let origin = format!("{} ({}:{})", self.path, location.file(), location.line());
+        let origin = Origin {
+            place: format!("{} ({}:{})", self.path, location.file(), location.line()),
+            automatic: self.automatic,
+        };
         self.registry.get_or_create::<M>(&self.path, spec, origin)
     }
 
-    /// Creates (or gets) a counter with constant labels `labels`.
-    #[track_caller]
-    pub fn create_counter(
-        &self,
-        name: &str,
-        description: &str,
-        labels: &[(&str, &str)],
-    ) -> Result<Counter, MetricsError> {
-        self.create(name, description, labels, &[], None)
-    }
-
-    /// Creates (or gets) a gauge.
-    #[track_caller]
-    pub fn create_gauge(
-        &self,
-        name: &str,
-        description: &str,
-        labels: &[(&str, &str)],
-    ) -> Result<Gauge, MetricsError> {
-        self.create(name, description, labels, &[], None)
-    }
-
-    /// Creates (or gets) a histogram; `None` buckets means Prometheus's defaults.
-    #[track_caller]
-    pub fn create_histogram(
-        &self,
-        name: &str,
-        description: &str,
-        labels: &[(&str, &str)],
-        buckets: Option<Vec<f64>>,
-    ) -> Result<Histogram, MetricsError> {
-        self.create(name, description, labels, &[], buckets)
-    }
-
-    /// Creates (or gets) an integer counter.
-    #[track_caller]
-    pub fn create_intcounter(
-        &self,
-        name: &str,
-        description: &str,
-        labels: &[(&str, &str)],
-    ) -> Result<IntCounter, MetricsError> {
-        self.create(name, description, labels, &[], None)
-    }
-
-    /// Creates (or gets) an integer gauge.
-    #[track_caller]
-    pub fn create_intgauge(
-        &self,
-        name: &str,
-        description: &str,
-        labels: &[(&str, &str)],
-    ) -> Result<IntGauge, MetricsError> {
-        self.create(name, description, labels, &[], None)
-    }
-
-    /// Creates (or gets) a counter with variable labels `label_names` and
-    /// constant labels `const_labels`.
-    ///
-    /// ```
-    /// # let drt = dynamo_runtime::DistributedRuntime::new()?;
-    /// let ep = drt.namespace("ns").component("c").endpoint("e");
-    /// let by_model = ep.metrics().create_countervec("requests_by_model", "Requests by model", &["model"], &[])?;
-    /// by_model.with_label_values(&["llama"]).inc();
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[track_caller]
-    pub fn create_countervec(
-        &self,
-        name: &str,
-        description: &str,
-        label_names: &[&str],
-        const_labels: &[(&str, &str)],
-    ) -> Result<CounterVec, MetricsError> {
-        self.create(name, description, const_labels, label_names, None)
-    }
-
-    /// Creates (or gets) an integer counter with variable labels.
-    #[track_caller]
-    pub fn create_intcountervec(
-        &self,
-        name: &str,
-        description: &str,
-        label_names: &[&str],
-        const_labels: &[(&str, &str)],
-    ) -> Result<IntCounterVec, MetricsError> {
-        self.create(name, description, const_labels, label_names, None)
-    }
-
-    /// Creates (or gets) a gauge with variable labels.
-    #[track_caller]
-    pub fn create_gaugevec(
-        &self,
-        name: &str,
-        description: &str,
-        label_names: &[&str],
-        const_labels: &[(&str, &str)],
-    ) -> Result<GaugeVec, MetricsError> {
-        self.create(name, description, const_labels, label_names, None)
-    }
-
-    /// Creates (or gets) an integer gauge with variable labels.
-    #[track_caller]
-    pub fn create_intgaugevec(
-        &self,
-        name: &str,
-        description: &str,
-        label_names: &[&str],
-        const_labels: &[(&str, &str)],
-    ) -> Result<IntGaugeVec, MetricsError> {
-        self.create(name, description, const_labels, label_names, None)
-    }
-
-    /// Creates (or gets) a histogram with variable labels.
-    #[track_caller]
-    pub fn create_histogramvec(
-        &self,
-        name: &str,
-        description: &str,
-        label_names: &[&str],
-        const_labels: &[(&str, &str)],
-        buckets: Option<Vec<f64>>,
-    ) -> Result<HistogramVec, MetricsError> {
-        self.create(name, description, const_labels, label_names, buckets)
-    }
+    crate::for_each_create_method!(scope_method);
 
     /// Renders this object's metrics and everything below it in Prometheus
     /// text format 0.0.4, after running the callbacks registered there.
@@ -378,119 +297,7 @@ pub trait MetricsRegistry: Send + Sync {
     fn parent_hierarchy(&self) -> Vec<String> {
         self.metrics().parent_hierarchy()
     }
-    /// See [`MetricsScope::create_counter`].
-    #[track_caller]
-    fn create_counter(
-        &self,
-        name: &str,
-        description: &str,
-        labels: &[(&str, &str)],
-    ) -> Result<Counter, MetricsError> {
-        self.metrics().create_counter(name, description, labels)
-    }
-    /// See [`MetricsScope::create_gauge`].
-    #[track_caller]
-    fn create_gauge(
-        &self,
-        name: &str,
-        description: &str,
-        labels: &[(&str, &str)],
-    ) -> Result<Gauge, MetricsError> {
-        self.metrics().create_gauge(name, description, labels)
-    }
-    /// See [`MetricsScope::create_histogram`].
-    #[track_caller]
-    fn create_histogram(
-        &self,
-        name: &str,
-        description: &str,
-        labels: &[(&str, &str)],
-        buckets: Option<Vec<f64>>,
-    ) -> Result<Histogram, MetricsError> {
-        self.metrics()
-            .create_histogram(name, description, labels, buckets)
-    }
-    /// See [`MetricsScope::create_intcounter`].
-    #[track_caller]
-    fn create_intcounter(
-        &self,
-        name: &str,
-        description: &str,
-        labels: &[(&str, &str)],
-    ) -> Result<IntCounter, MetricsError> {
-        self.metrics().create_intcounter(name, description, labels)
-    }
-    /// See [`MetricsScope::create_intgauge`].
-    #[track_caller]
-    fn create_intgauge(
-        &self,
-        name: &str,
-        description: &str,
-        labels: &[(&str, &str)],
-    ) -> Result<IntGauge, MetricsError> {
-        self.metrics().create_intgauge(name, description, labels)
-    }
-    /// See [`MetricsScope::create_countervec`].
-    #[track_caller]
-    fn create_countervec(
-        &self,
-        name: &str,
-        description: &str,
-        label_names: &[&str],
-        const_labels: &[(&str, &str)],
-    ) -> Result<CounterVec, MetricsError> {
-        self.metrics()
-            .create_countervec(name, description, label_names, const_labels)
-    }
-    /// See [`MetricsScope::create_intcountervec`].
-    #[track_caller]
-    fn create_intcountervec(
-        &self,
-        name: &str,
-        description: &str,
-        label_names: &[&str],
-        const_labels: &[(&str, &str)],
-    ) -> Result<IntCounterVec, MetricsError> {
-        self.metrics()
-            .create_intcountervec(name, description, label_names, const_labels)
-    }
-    /// See [`MetricsScope::create_gaugevec`].
-    #[track_caller]
-    fn create_gaugevec(
-        &self,
-        name: &str,
-        description: &str,
-        label_names: &[&str],
-        const_labels: &[(&str, &str)],
-    ) -> Result<GaugeVec, MetricsError> {
-        self.metrics()
-            .create_gaugevec(name, description, label_names, const_labels)
-    }
-    /// See [`MetricsScope::create_intgaugevec`].
-    #[track_caller]
-    fn create_intgaugevec(
-        &self,
-        name: &str,
-        description: &str,
-        label_names: &[&str],
-        const_labels: &[(&str, &str)],
-    ) -> Result<IntGaugeVec, MetricsError> {
-        self.metrics()
-            .create_intgaugevec(name, description, label_names, const_labels)
-    }
-    /// See [`MetricsScope::create_histogramvec`].
-    #[track_caller]
-    fn create_histogramvec(
-        &self,
-        name: &str,
-        description: &str,
-        label_names: &[&str],
-        const_labels: &[(&str, &str)],
-        buckets: Option<Vec<f64>>,
-    ) -> Result<HistogramVec, MetricsError> {
-        self.metrics()
-            .create_histogramvec(name, description, label_names, const_labels, buckets)
-    }
+    crate::for_each_create_method!(registry_trait_method);
     /// See [`MetricsScope::prometheus_metrics_fmt`].
     fn prometheus_metrics_fmt(&self) -> Result<String, MetricsError> {
         self.metrics().prometheus_metrics_fmt()

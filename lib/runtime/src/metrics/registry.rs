@@ -2,17 +2,16 @@
 //! scrape that renders a subtree of the hierarchy.
 
 use super::callbacks::{self, Callback, FailureCounter};
-use super::expfmt::{ExternalFamilies, ParsedFamily};
-use super::kind::{MetricKind, MetricSpec};
+use super::encoder::{self, text::TextEncoder};
+use super::kind::MetricKind;
 use super::prometheus_names::{callback as cb_names, labels, runtime as rt_names};
-use super::render;
 use super::scope::ScopePath;
-use super::store::Store;
+use super::spec::MetricSpec;
+use super::store::{Origin, Store};
 use super::vec::IntCounterVec;
 use crate::MetricsError;
 use parking_lot::RwLock;
 use prometheus::Gauge;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -40,7 +39,7 @@ impl Registry {
                 var_labels: Vec::new(),
                 buckets: Vec::new(),
             },
-            "the runtime (built in)".to_owned(),
+            built_in(),
         )?;
         let failures = FailureCounter(
             store.get_or_create::<IntCounterVec>(
@@ -53,7 +52,7 @@ impl Registry {
                     var_labels: vec![labels::CALLBACK.to_owned(), labels::FAILURE.to_owned()],
                     buckets: Vec::new(),
                 },
-                "the runtime (built in)".to_owned(),
+                built_in(),
             )?,
         );
         failures.touch_all();
@@ -71,7 +70,7 @@ impl Registry {
         &self,
         scope: &ScopePath,
         spec: MetricSpec,
-        origin: String,
+        origin: Origin,
     ) -> Result<M, MetricsError> {
         self.store.get_or_create(scope, spec, origin)
     }
@@ -92,54 +91,21 @@ impl Registry {
             .cloned()
             .collect();
         let external = callbacks::run(&callbacks, &self.failures);
-        let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed) + 1024);
-        self.render(&mut out, filter, external);
+        let mut text = TextEncoder::with_capacity(self.last_len.load(Ordering::Relaxed) + 1024);
+        encoder::encode(&mut text, &self.store, filter, external, |family| {
+            tracing::warn!(family = %family, "text callback family dropped: its type differs from the registered family");
+            self.failures
+                .count(cb_names::KIND_EXPFMT, cb_names::FAILURE_CONFLICT);
+        });
+        let out = text.finish();
         self.last_len.store(out.len(), Ordering::Relaxed);
         out
     }
-
-    /// Writes our families and the text callbacks' ones, merged in name order.
-    fn render(&self, out: &mut String, filter: &ScopePath, external: ExternalFamilies) {
-        let families = self.store.read();
-        let mut external = external.families.into_iter().peekable();
-        for (name, family) in families.iter() {
-            while let Some((ext_name, ext)) = external.next_if(|(n, _)| n < name) {
-                write_external(out, &ext_name, &ext);
-            }
-            let start = out.len();
-            let wrote = render::write_family(out, name, family, filter);
-            if let Some((_, ext)) = external.next_if(|(n, _)| n == name) {
-                if !wrote {
-                    write_external(out, name, &ext);
-                } else if ext.type_name == family.prom_type.as_str() {
-                    let ours: HashSet<&str> = out[start..]
-                        .lines()
-                        .filter(|l| !l.starts_with('#'))
-                        .filter_map(|l| l.rfind(' ').map(|i| &l[..=i]))
-                        .collect();
-                    let mut extra = String::new();
-                    let dropped = ext.write_samples(&mut extra, &ours);
-                    if dropped > 0 {
-                        tracing::debug!(family = %name, dropped, "text callback repeated series the registry has; kept the registry's");
-                    }
-                    out.push_str(&extra);
-                } else {
-                    tracing::warn!(family = %name, theirs = ext.type_name, ours = family.prom_type.as_str(), "text callback family dropped: its type differs from the registered family");
-                    self.failures
-                        .count(cb_names::KIND_EXPFMT, cb_names::FAILURE_CONFLICT);
-                }
-            }
-        }
-        for (name, ext) in external {
-            write_external(out, &name, &ext);
-        }
-    }
 }
 
-fn write_external(out: &mut String, name: &str, family: &ParsedFamily) {
-    if family.samples.is_empty() {
-        return;
+fn built_in() -> Origin {
+    Origin {
+        place: "the runtime (built in)".to_owned(),
+        automatic: false,
     }
-    render::write_header(out, name, family.help.as_deref(), family.type_name);
-    family.write_samples(out, &HashSet::new());
 }

@@ -1,12 +1,22 @@
 //! The registry's families and series: get-or-create and the conflict rules
-//! of DECISIONS.md "Registration".
+//! of the registration decisions (docs/metrics.md "Registration rules").
 
-use super::kind::{Handle, MetricKind, MetricSpec, PromType};
-use super::render;
+use super::kind::{Handle, MetricKind};
 use super::scope::ScopePath;
+use super::spec::{MetricSpec, PromType};
+use super::text;
 use crate::MetricsError;
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
+
+/// Where a registration came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    /// The hierarchy object and source location, for error messages.
+    pub place: String,
+    /// True for the runtime's automatic endpoint metrics.
+    pub automatic: bool,
+}
 
 /// One series (or one vec of series) of a family.
 pub(crate) struct Series {
@@ -17,20 +27,29 @@ pub(crate) struct Series {
     /// The constant labels as exposed: `a="x",b="y"` (escaped), empty if none.
     pub label_text: String,
     pub handle: Handle,
+    /// Handles of the other numeric kind (integer or float) given out for
+    /// this same series when a user metric and an automatic endpoint metric
+    /// coincide: the series is exposed once, with the sum of every handle.
+    pub aliases: Vec<Handle>,
     /// Where it was created.
-    pub origin: String,
+    pub origin: Origin,
+    /// Whether the coincidence with an automatic metric was logged already.
+    warned_automatic: bool,
 }
 
 /// All series of one exposed name.
 pub(crate) struct Family {
     pub prom_type: PromType,
+    /// The first help text given; later differing ones are logged once each.
     pub help: String,
     /// Resolved buckets of a histogram family; empty otherwise.
     pub buckets: Vec<f64>,
     /// Where the first series was created.
-    pub origin: String,
+    pub origin: Origin,
     /// Sorted by `label_text`.
     pub series: Vec<Series>,
+    /// Differing help texts already warned about.
+    warned_helps: Vec<String>,
 }
 
 /// Every family registered in one runtime, by exposed name.
@@ -40,7 +59,7 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// Read access for rendering.
+    /// Read access for the encoder.
     pub(crate) fn read(&self) -> parking_lot::RwLockReadGuard<'_, BTreeMap<String, Family>> {
         self.families.read()
     }
@@ -50,12 +69,29 @@ impl Store {
         &self,
         scope: &ScopePath,
         spec: MetricSpec,
-        origin: String,
+        origin: Origin,
     ) -> Result<M, MetricsError> {
         let mut families = self.families.write();
         if let Some(family) = families.get_mut(&spec.name) {
-            if let Some(existing) = check_family::<M>(family, &spec)? {
-                return Ok(existing);
+            check_family::<M>(family, &spec)?;
+            warn_differing_help(family, &spec);
+            if let Some(at) = family
+                .series
+                .iter()
+                .position(|s| s.const_labels == spec.const_labels)
+            {
+                return same_series::<M>(&mut family.series[at], &spec, origin);
+            }
+            if let Some(clash) = family.series.iter().find(|s| may_collide(s, &spec)) {
+                return Err(conflict(
+                    &spec,
+                    format!(
+                        "series with labels {:?} and variable labels {:?} could repeat series of the one \
+                         with labels {:?} and variable labels {:?}",
+                        spec.const_labels, spec.var_labels, clash.const_labels, clash.var_labels
+                    ),
+                    &clash.origin,
+                ));
             }
             let metric = build::<M>(&spec)?;
             let series = new_series(scope, spec, metric.clone().into_handle(), origin);
@@ -72,6 +108,7 @@ impl Store {
             buckets: spec.buckets.clone(),
             origin: origin.clone(),
             series: Vec::new(),
+            warned_helps: Vec::new(),
         };
         let name = spec.name.clone();
         let series = new_series(scope, spec, metric.clone().into_handle(), origin);
@@ -87,9 +124,9 @@ fn build<M: MetricKind>(spec: &MetricSpec) -> Result<M, MetricsError> {
     })
 }
 
-fn new_series(scope: &ScopePath, spec: MetricSpec, handle: Handle, origin: String) -> Series {
+fn new_series(scope: &ScopePath, spec: MetricSpec, handle: Handle, origin: Origin) -> Series {
     let mut label_text = String::new();
-    render::write_label_pairs(
+    text::write_label_pairs(
         &mut label_text,
         spec.const_labels
             .iter()
@@ -101,23 +138,25 @@ fn new_series(scope: &ScopePath, spec: MetricSpec, handle: Handle, origin: Strin
         var_labels: spec.var_labels,
         label_text,
         handle,
+        aliases: Vec::new(),
         origin,
+        warned_automatic: false,
     }
 }
 
-/// Applies the family-wide rules. Returns the existing metric when `spec`
-/// names a series that exists already with the same definition.
-fn check_family<M: MetricKind>(
-    family: &Family,
-    spec: &MetricSpec,
-) -> Result<Option<M>, MetricsError> {
-    let conflict = |difference: String, first_created_at: &str| MetricsError::Conflict {
+fn conflict(spec: &MetricSpec, difference: String, first: &Origin) -> MetricsError {
+    MetricsError::Conflict {
         family: spec.name.clone(),
         difference,
-        first_created_at: first_created_at.to_owned(),
-    };
+        first_created_at: first.place.clone(),
+    }
+}
+
+/// The family-wide rules: every series agrees on type and buckets.
+fn check_family<M: MetricKind>(family: &Family, spec: &MetricSpec) -> Result<(), MetricsError> {
     if family.prom_type != M::PROM_TYPE {
         return Err(conflict(
+            spec,
             format!(
                 "type {} differs from the family's type {}",
                 M::PROM_TYPE.as_str(),
@@ -126,14 +165,9 @@ fn check_family<M: MetricKind>(
             &family.origin,
         ));
     }
-    if family.help != spec.help {
-        return Err(conflict(
-            format!("help text {:?} differs from {:?}", spec.help, family.help),
-            &family.origin,
-        ));
-    }
     if family.buckets != spec.buckets {
         return Err(conflict(
+            spec,
             format!(
                 "buckets {:?} differ from {:?}",
                 spec.buckets, family.buckets
@@ -141,36 +175,76 @@ fn check_family<M: MetricKind>(
             &family.origin,
         ));
     }
-    if let Some(same) = family
-        .series
-        .iter()
-        .find(|s| s.const_labels == spec.const_labels)
-    {
-        return match M::from_handle(&same.handle) {
-            Some(metric) if same.var_labels == spec.var_labels => Ok(Some(metric)),
-            _ => Err(conflict(
-                format!(
-                    "this series exists already as {} with variable labels {:?}, asked for {} with {:?}",
-                    same.handle.kind_name(),
-                    same.var_labels,
-                    M::NAME,
-                    spec.var_labels
-                ),
-                &same.origin,
-            )),
-        };
+    Ok(())
+}
+
+/// A differing help text is no error: the family keeps its first one, and
+/// each other text is logged once.
+fn warn_differing_help(family: &mut Family, spec: &MetricSpec) {
+    if family.help == spec.help || family.warned_helps.contains(&spec.help) {
+        return;
     }
-    if let Some(clash) = family.series.iter().find(|s| may_collide(s, spec)) {
+    tracing::warn!(
+        family = %spec.name,
+        kept = %family.help,
+        ignored = %spec.help,
+        first_created_at = %family.origin.place,
+        "metric created again with another help text; the family keeps its first help text"
+    );
+    family.warned_helps.push(spec.help.clone());
+}
+
+/// A creation of a series that exists: get-or-create when the kind and the
+/// variable labels agree; a shared series when a user metric and an
+/// automatic endpoint metric coincide with another numeric kind; else a conflict.
+fn same_series<M: MetricKind>(
+    series: &mut Series,
+    spec: &MetricSpec,
+    origin: Origin,
+) -> Result<M, MetricsError> {
+    let automatic_pair = series.origin.automatic != origin.automatic;
+    if automatic_pair && !series.warned_automatic {
+        series.warned_automatic = true;
+        tracing::warn!(
+            metric = %spec.name,
+            user_metric_at = %if origin.automatic { &series.origin.place } else { &origin.place },
+            "the runtime already counts this metric for every served endpoint; \
+             the user metric is the same series, so what it adds is added to the runtime's count"
+        );
+    }
+    if series.var_labels != spec.var_labels {
         return Err(conflict(
+            spec,
             format!(
-                "series with labels {:?} and variable labels {:?} could repeat series of the one \
-                 with labels {:?} and variable labels {:?}",
-                spec.const_labels, spec.var_labels, clash.const_labels, clash.var_labels
+                "this series exists already with variable labels {:?}, asked for {:?}",
+                series.var_labels, spec.var_labels
             ),
-            &clash.origin,
+            &series.origin,
         ));
     }
-    Ok(None)
+    if let Some(metric) = M::from_handle(&series.handle) {
+        return Ok(metric);
+    }
+    if let Some(metric) = series.aliases.iter().find_map(M::from_handle) {
+        return Ok(metric);
+    }
+    let plain = series.var_labels.is_empty() && series.handle.is_plain() && M::PLAIN;
+    if !(automatic_pair && plain) {
+        return Err(conflict(
+            spec,
+            format!(
+                "this series exists already as {} with variable labels {:?}, asked for {} with {:?}",
+                series.handle.kind_name(),
+                series.var_labels,
+                M::NAME,
+                spec.var_labels
+            ),
+            &series.origin,
+        ));
+    }
+    let metric = build::<M>(spec)?;
+    series.aliases.push(metric.clone().into_handle());
+    Ok(metric)
 }
 
 /// True when two registrations of one family could expose the same label set:

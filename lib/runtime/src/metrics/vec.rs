@@ -9,8 +9,9 @@
 //! reads the children directly instead of building a snapshot of every
 //! child; and a wrong number of label values never panics.
 
-use super::kind::MetricSpec;
-use super::render;
+use super::sample::{RawLabels, SeriesLabels, SeriesValue};
+use super::spec::MetricSpec;
+use super::text;
 use crate::MetricsError;
 use parking_lot::RwLock;
 use prometheus::core::Metric as _;
@@ -32,65 +33,70 @@ pub type IntGaugeVec = MetricVec<IntGauge>;
 pub type HistogramVec = MetricVec<Histogram>;
 
 mod sealed {
-    pub trait Sealed {}
-    impl Sealed for prometheus::Counter {}
-    impl Sealed for prometheus::IntCounter {}
-    impl Sealed for prometheus::Gauge {}
-    impl Sealed for prometheus::IntGauge {}
-    impl Sealed for prometheus::Histogram {}
+    use super::super::sample::SeriesValue;
+
+    /// What the registry needs of a metric type it holds: how to build one
+    /// and how to read its value for an encoder. Public in a private module,
+    /// so [`super::VecChild`] cannot be implemented outside the crate.
+    pub trait Sealed: Sized {
+        /// A metric with no labels of its own (a vec keeps its children's labels).
+        fn new_child(name: &str, help: &str, buckets: &[f64]) -> prometheus::Result<Self>;
+        /// Calls `f` with the current value.
+        fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R;
+    }
 }
+
+pub(crate) use sealed::Sealed;
 
 /// A metric type that can be the child of a [`MetricVec`]. Implemented for
 /// the five `prometheus` types the hierarchy creates; not implementable outside.
-pub trait VecChild: sealed::Sealed + Clone + Send + Sync + 'static {
-    #[doc(hidden)]
-    fn new_child(name: &str, help: &str, buckets: &[f64]) -> prometheus::Result<Self>;
-    #[doc(hidden)]
-    fn write_samples(&self, out: &mut String, name: &str, labels: &str);
-}
+pub trait VecChild: sealed::Sealed + Clone + Send + Sync + 'static {}
 
-impl VecChild for Counter {
+impl<M: sealed::Sealed + Clone + Send + Sync + 'static> VecChild for M {}
+
+impl Sealed for Counter {
     fn new_child(name: &str, help: &str, _: &[f64]) -> prometheus::Result<Self> {
         Counter::with_opts(Opts::new(name, help))
     }
-    fn write_samples(&self, out: &mut String, name: &str, labels: &str) {
-        render::write_value_sample(out, name, labels, self.get());
+    fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R {
+        f(SeriesValue::Float(self.get()))
     }
 }
 
-impl VecChild for Gauge {
+impl Sealed for Gauge {
     fn new_child(name: &str, help: &str, _: &[f64]) -> prometheus::Result<Self> {
         Gauge::with_opts(Opts::new(name, help))
     }
-    fn write_samples(&self, out: &mut String, name: &str, labels: &str) {
-        render::write_value_sample(out, name, labels, self.get());
+    fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R {
+        f(SeriesValue::Float(self.get()))
     }
 }
 
-impl VecChild for IntCounter {
+impl Sealed for IntCounter {
     fn new_child(name: &str, help: &str, _: &[f64]) -> prometheus::Result<Self> {
         IntCounter::with_opts(Opts::new(name, help))
     }
-    fn write_samples(&self, out: &mut String, name: &str, labels: &str) {
-        render::write_int_sample(out, name, labels, self.get() as i128);
+    fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R {
+        f(SeriesValue::Int(i128::from(self.get())))
     }
 }
 
-impl VecChild for IntGauge {
+impl Sealed for IntGauge {
     fn new_child(name: &str, help: &str, _: &[f64]) -> prometheus::Result<Self> {
         IntGauge::with_opts(Opts::new(name, help))
     }
-    fn write_samples(&self, out: &mut String, name: &str, labels: &str) {
-        render::write_int_sample(out, name, labels, self.get() as i128);
+    fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R {
+        f(SeriesValue::Int(i128::from(self.get())))
     }
 }
 
-impl VecChild for Histogram {
+impl Sealed for Histogram {
     fn new_child(name: &str, help: &str, buckets: &[f64]) -> prometheus::Result<Self> {
         Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
     }
-    fn write_samples(&self, out: &mut String, name: &str, labels: &str) {
-        render::write_histogram(out, name, labels, self.metric().get_histogram());
+    fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R {
+        let snapshot = self.metric();
+        f(SeriesValue::Histogram(snapshot.get_histogram()))
     }
 }
 
@@ -404,7 +410,7 @@ impl<M: VecChild> MetricVec<M> {
             .collect();
         all.sort_unstable_by_key(|(k, _)| *k);
         let mut labels = String::new();
-        render::write_label_pairs(&mut labels, all);
+        text::write_label_pairs(&mut labels, all);
         children.insert(
             hash,
             Child {
@@ -431,15 +437,22 @@ impl<M: VecChild> MetricVec<M> {
         self.core.detached.clone()
     }
 
-    /// Writes every child's samples, sorted by labels.
-    pub(crate) fn write_samples(&self, out: &mut String) {
-        let children = self.core.children.read();
+    /// Calls `f` with every child and its labels, sorted by labels.
+    pub(crate) fn for_each_sorted(&self, mut f: impl FnMut(SeriesLabels<'_>, &M)) {
+        let core = &*self.core;
+        let children = core.children.read();
         let mut sorted: Vec<&Child<M>> = children.iter().collect();
         sorted.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         for child in sorted {
-            child
-                .metric
-                .write_samples(out, &self.core.name, &child.labels);
+            let labels = SeriesLabels {
+                escaped: &child.labels,
+                raw: RawLabels::Child {
+                    consts: &core.const_labels,
+                    names: &core.label_names,
+                    values: &child.values,
+                },
+            };
+            f(labels, &child.metric);
         }
     }
 }
@@ -452,6 +465,22 @@ fn same_values<V: AsRef<str>>(stored: &[String], values: &[V]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The children as the text encoder writes them.
+    fn render<M: VecChild>(v: &MetricVec<M>) -> String {
+        let mut out = String::new();
+        v.for_each_sorted(|labels, m| {
+            m.with_value(|value| {
+                crate::metrics::encoder::text::write_series(
+                    &mut out,
+                    v.name(),
+                    labels.escaped,
+                    value,
+                )
+            })
+        });
+        out
+    }
 
     fn spec(var: &[&str]) -> MetricSpec {
         MetricSpec {
@@ -500,8 +529,7 @@ mod tests {
         let v = IntGaugeVec::new(&spec(&["z", "a"])).unwrap();
         v.with_label_values(&["2", "q\""]).set(5);
         v.with_label_values(&["1", "p"]).set(-1);
-        let mut out = String::new();
-        v.write_samples(&mut out);
+        let out = render(&v);
         assert_eq!(
             out,
             "x_total{a=\"p\",dynamo_namespace=\"ns\",z=\"1\"} -1\n\
@@ -521,8 +549,7 @@ mod tests {
             "{e}"
         );
         v.with_label_values(&["only"]).inc(); // no panic, not exported
-        let mut out = String::new();
-        v.write_samples(&mut out);
+        let out = render(&v);
         assert_eq!(out, "");
         let mut by_name = HashMap::new();
         by_name.insert("a", "1");
@@ -541,16 +568,14 @@ mod tests {
         v.with_label_values(&["y"]).observe(2.0);
         v.remove_label_values(&["x"]).unwrap();
         assert!(v.remove_label_values(&["x"]).is_err());
-        let mut out = String::new();
-        v.write_samples(&mut out);
+        let out = render(&v);
         assert!(out.contains("a=\"y\"") && !out.contains("a=\"x\""), "{out}");
         assert!(
             out.contains("x_total_bucket{a=\"y\",dynamo_namespace=\"ns\",le=\"1\"} 0"),
             "{out}"
         );
         v.reset();
-        let mut out = String::new();
-        v.write_samples(&mut out);
+        let out = render(&v);
         assert_eq!(out, "");
     }
 }

@@ -28,6 +28,8 @@ pub(crate) struct EndpointMetrics {
 impl EndpointMetrics {
     /// Creates (or gets) the metrics at the endpoint's scope.
     pub(crate) fn new(scope: &MetricsScope) -> Result<Arc<Self>, MetricsError> {
+        // Marked automatic: a user metric of the same series shares it (with a warning).
+        let scope = scope.automatic();
         let errors = scope.create_intcountervec(
             names::ERRORS_TOTAL,
             "Requests to the component endpoint that ended in an error, by error type",

@@ -1,0 +1,219 @@
+//! Encoding a scrape: the walk over the registered families (the only code
+//! that reads the store for a scrape), merged in name order with the families
+//! text callbacks handed in, written through an [`Encoder`], one per
+//! exposition format. Text format 0.0.4 ([`text::TextEncoder`]) is the first;
+//! another format is another [`Encoder`], not another walk.
+
+pub(crate) mod text;
+
+use super::expfmt::{ExternalFamilies, ParsedFamily, ParsedSample};
+use super::kind::Handle;
+use super::sample::{RawLabels, SeriesLabels, SeriesValue};
+use super::scope::ScopePath;
+use super::spec::PromType;
+use super::store::{Family, Series, Store};
+use super::text as primitives;
+use super::vec::Sealed as _;
+use std::collections::HashSet;
+
+/// One exposition format.
+pub(crate) trait Encoder {
+    /// Starts a family: what comes before its first series.
+    fn family(&mut self, name: &str, help: Option<&str>, prom_type: PromType);
+    /// One series of the family started last.
+    fn series(&mut self, name: &str, labels: SeriesLabels<'_>, value: SeriesValue<'_>);
+    /// One sample a text callback handed in, of the family started last.
+    fn external_sample(&mut self, sample: &ParsedSample);
+}
+
+/// What one encoding wrote.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Families written (ours and the callbacks').
+    pub families: usize,
+    /// Series of the registry written (a histogram is one series).
+    pub series: usize,
+}
+
+/// Encodes every registered series at `filter` or below, and the callbacks'
+/// families, in name order. Where a callback's family has the name of one of
+/// ours, its samples join ours, except those that repeat one of our samples;
+/// if its type differs, it is dropped and `on_conflict` called with its name
+/// before anything is written (so a failure count it raises shows in this scrape).
+pub(crate) fn encode<E: Encoder>(
+    enc: &mut E,
+    store: &Store,
+    filter: &ScopePath,
+    mut external: ExternalFamilies,
+    mut on_conflict: impl FnMut(&str),
+) -> Written {
+    let families = store.read();
+    external.families.retain(|name, ext| {
+        let clash = families.get(name).is_some_and(|ours| {
+            ours.prom_type != ext.prom_type && ours.series.iter().any(|s| filter.contains(&s.scope))
+        });
+        if clash {
+            on_conflict(name);
+        }
+        !clash
+    });
+    let mut written = Written::default();
+    let mut external = external.families.into_iter().peekable();
+    for (name, family) in families.iter() {
+        while let Some((ext_name, ext)) = external.next_if(|(n, _)| n < name) {
+            write_external(enc, &ext_name, &ext, &mut written);
+        }
+        let ext = external.next_if(|(n, _)| n == name).map(|(_, ext)| ext);
+        let mut keys = ext.as_ref().map(|_| HashSet::new());
+        let series = write_family(enc, name, family, filter, keys.as_mut());
+        if series > 0 {
+            written.families += 1;
+            written.series += series;
+        }
+        match (ext, keys) {
+            (Some(ext), _) if series == 0 => write_external(enc, name, &ext, &mut written),
+            (Some(ext), Some(keys)) => {
+                for sample in ext.samples.iter().filter(|s| !keys.contains(&s.key)) {
+                    enc.external_sample(sample);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (name, ext) in external {
+        write_external(enc, &name, &ext, &mut written);
+    }
+    written
+}
+
+fn write_external<E: Encoder>(
+    enc: &mut E,
+    name: &str,
+    family: &ParsedFamily,
+    written: &mut Written,
+) {
+    if family.samples.is_empty() {
+        return;
+    }
+    enc.family(name, family.help.as_deref(), family.prom_type);
+    for sample in &family.samples {
+        enc.external_sample(sample);
+    }
+    written.families += 1;
+}
+
+/// Writes the family's series within `filter`, its header before the first,
+/// and returns how many it wrote. With `keys`, also collects the identity of
+/// every sample written (see [`ParsedSample::key`]).
+fn write_family<E: Encoder>(
+    enc: &mut E,
+    name: &str,
+    family: &Family,
+    filter: &ScopePath,
+    mut keys: Option<&mut HashSet<String>>,
+) -> usize {
+    let mut count = 0;
+    for series in family.series.iter().filter(|s| filter.contains(&s.scope)) {
+        if count == 0 {
+            enc.family(name, Some(&family.help), family.prom_type);
+        }
+        count += write_series(enc, name, series, keys.as_deref_mut());
+    }
+    count
+}
+
+/// Writes one registered series (every child of a vec) and returns how many
+/// series that was.
+fn write_series<E: Encoder>(
+    enc: &mut E,
+    name: &str,
+    series: &Series,
+    mut keys: Option<&mut HashSet<String>>,
+) -> usize {
+    let mut emit = |labels: SeriesLabels<'_>, value: SeriesValue<'_>| {
+        if let Some(keys) = keys.as_deref_mut() {
+            collect_keys(keys, name, labels.escaped, value);
+        }
+        enc.series(name, labels, value);
+    };
+    let plain = SeriesLabels {
+        escaped: &series.label_text,
+        raw: RawLabels::Const(&series.const_labels),
+    };
+    let mut children = 0;
+    match &series.handle {
+        handle if !series.aliases.is_empty() => {
+            emit(plain, sum(handle, &series.aliases));
+            return 1;
+        }
+        Handle::Counter(m) => m.with_value(|v| emit(plain, v)),
+        Handle::Gauge(m) => m.with_value(|v| emit(plain, v)),
+        Handle::IntCounter(m) => m.with_value(|v| emit(plain, v)),
+        Handle::IntGauge(m) => m.with_value(|v| emit(plain, v)),
+        Handle::Histogram(m) => m.with_value(|v| emit(plain, v)),
+        Handle::CounterVec(v) => v.for_each_sorted(|l, m| {
+            children += 1;
+            m.with_value(|v| emit(l, v))
+        }),
+        Handle::IntCounterVec(v) => v.for_each_sorted(|l, m| {
+            children += 1;
+            m.with_value(|v| emit(l, v))
+        }),
+        Handle::GaugeVec(v) => v.for_each_sorted(|l, m| {
+            children += 1;
+            m.with_value(|v| emit(l, v))
+        }),
+        Handle::IntGaugeVec(v) => v.for_each_sorted(|l, m| {
+            children += 1;
+            m.with_value(|v| emit(l, v))
+        }),
+        Handle::HistogramVec(v) => v.for_each_sorted(|l, m| {
+            children += 1;
+            m.with_value(|v| emit(l, v))
+        }),
+    }
+    if series.handle.is_plain() {
+        1
+    } else {
+        children
+    }
+}
+
+/// The value of a series held by several handles (integer and float): their
+/// sum, an integer when every handle is one.
+fn sum(handle: &Handle, aliases: &[Handle]) -> SeriesValue<'static> {
+    let mut int: i128 = 0;
+    let mut float: Option<f64> = None;
+    for h in std::iter::once(handle).chain(aliases) {
+        match h.number() {
+            Some(SeriesValue::Int(v)) => int += v,
+            Some(SeriesValue::Float(v)) => *float.get_or_insert(0.0) += v,
+            _ => {}
+        }
+    }
+    match float {
+        Some(f) => SeriesValue::Float(f + int as f64),
+        None => SeriesValue::Int(int),
+    }
+}
+
+/// Adds the identities of the samples one series is written as: one for a
+/// counter or gauge; each bucket, `_sum` and `_count` for a histogram.
+fn collect_keys(keys: &mut HashSet<String>, name: &str, labels: &str, value: SeriesValue<'_>) {
+    let mut key = |suffix: &str, le: Option<f64>| {
+        let mut k = String::new();
+        primitives::write_sample_key(&mut k, name, suffix, labels, le);
+        keys.insert(k);
+    };
+    match value {
+        SeriesValue::Float(_) | SeriesValue::Int(_) => key("", None),
+        SeriesValue::Histogram(h) => {
+            for bucket in h.get_bucket() {
+                key("_bucket", Some(bucket.upper_bound()));
+            }
+            key("_bucket", Some(f64::INFINITY));
+            key("_sum", None);
+            key("_count", None);
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Prometheus text format 0.0.4, written straight from the registered
+//! metrics: plain metrics from their atomics, histograms from the
+//! `prometheus` crate's snapshot of one histogram, labels escaped once at
+//! creation. No `gather()`, no `TextEncoder`.
+
+use super::Encoder;
+use crate::metrics::expfmt::ParsedSample;
+use crate::metrics::sample::{SeriesLabels, SeriesValue};
+use crate::metrics::spec::PromType;
+use crate::metrics::text::{escape_help, write_f64, write_int, write_sample_key};
+use prometheus::proto;
+
+/// The `Content-Type` of text format 0.0.4.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Writes text format 0.0.4 into a `String`.
+#[derive(Debug, Default)]
+pub(crate) struct TextEncoder {
+    out: String,
+}
+
+impl TextEncoder {
+    /// An encoder whose buffer starts with room for `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            out: String::with_capacity(capacity),
+        }
+    }
+
+    /// The text written.
+    pub(crate) fn finish(self) -> String {
+        self.out
+    }
+}
+
+impl Encoder for TextEncoder {
+    fn family(&mut self, name: &str, help: Option<&str>, prom_type: PromType) {
+        let out = &mut self.out;
+        if let Some(help) = help {
+            out.push_str("# HELP ");
+            out.push_str(name);
+            out.push(' ');
+            escape_help(out, help);
+            out.push('\n');
+        }
+        out.push_str("# TYPE ");
+        out.push_str(name);
+        out.push(' ');
+        out.push_str(prom_type.as_str());
+        out.push('\n');
+    }
+
+    fn series(&mut self, name: &str, labels: SeriesLabels<'_>, value: SeriesValue<'_>) {
+        write_series(&mut self.out, name, labels.escaped, value);
+    }
+
+    fn external_sample(&mut self, sample: &ParsedSample) {
+        let out = &mut self.out;
+        out.push_str(&sample.key);
+        out.push(' ');
+        write_f64(out, sample.value);
+        if let Some(ts) = sample.timestamp {
+            out.push(' ');
+            write_int(out, ts);
+        }
+        out.push('\n');
+    }
+}
+
+/// Writes the sample lines of one series; `labels` escaped already.
+pub(crate) fn write_series(out: &mut String, name: &str, labels: &str, value: SeriesValue<'_>) {
+    match value {
+        SeriesValue::Float(v) => {
+            write_key(out, name, "", labels, None);
+            write_f64(out, v);
+            out.push('\n');
+        }
+        SeriesValue::Int(v) => {
+            write_key(out, name, "", labels, None);
+            write_int(out, v);
+            out.push('\n');
+        }
+        SeriesValue::Histogram(h) => write_histogram(out, name, labels, h),
+    }
+}
+
+fn write_key(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<f64>) {
+    write_sample_key(out, name, suffix, labels, le);
+    out.push(' ');
+}
+
+fn write_histogram(out: &mut String, name: &str, labels: &str, h: &proto::Histogram) {
+    for bucket in h.get_bucket() {
+        write_key(out, name, "_bucket", labels, Some(bucket.upper_bound()));
+        write_int(out, bucket.cumulative_count());
+        out.push('\n');
+    }
+    write_key(out, name, "_bucket", labels, Some(f64::INFINITY));
+    write_int(out, h.get_sample_count());
+    out.push('\n');
+    write_key(out, name, "_sum", labels, None);
+    write_f64(out, h.get_sample_sum());
+    out.push('\n');
+    write_key(out, name, "_count", labels, None);
+    write_int(out, h.get_sample_count());
+    out.push('\n');
+}
