@@ -79,7 +79,7 @@ impl Naive {
 
 fn per_token(c: &mut Criterion) {
     let drt = DistributedRuntime::from_config(RuntimeConfig::default()).expect("runtime");
-    let metrics = FrontendMetrics::new(drt.metrics(), true).expect("metrics");
+    let metrics = FrontendMetrics::new(drt.metrics()).expect("metrics");
     let naive = Naive::new();
     let mut group = c.benchmark_group("frontend_metrics_per_request");
     for tokens in [64usize, 512] {

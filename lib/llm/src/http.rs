@@ -34,7 +34,10 @@ pub struct FrontendConfig {
     pub max_tokens_limit: u32,
     /// `max_tokens` when a request gives none.
     pub default_max_tokens: u32,
-    /// Record the LLM metrics (off only for the benchmark of their cost).
+    /// Record the LLM metrics (default true). Hidden from the docs: turning
+    /// them off exists only for the benchmark that measures what they cost
+    /// (`benches/frontend.rs`).
+    #[doc(hidden)]
     pub metrics_enabled: bool,
 }
 
@@ -64,8 +67,10 @@ pub struct Frontend {
     scrape_lease: Mutex<Option<RecordLease>>,
 }
 
-const CHAT: &str = "chat_completions";
-const COMPLETIONS: &str = "completions";
+use dynamo_runtime::prometheus_names::frontend::{
+    endpoint::{CHAT_COMPLETIONS as CHAT, COMPLETIONS},
+    request_type as rtype_value, UNKNOWN_MODEL,
+};
 
 impl Frontend {
     /// A frontend on `drt` routing the models of `registry`.
@@ -74,7 +79,7 @@ impl Frontend {
         registry: ModelRegistry,
         config: FrontendConfig,
     ) -> Result<Arc<Self>, dynamo_runtime::MetricsError> {
-        let metrics = FrontendMetrics::new(drt.metrics(), config.metrics_enabled)?;
+        let metrics = FrontendMetrics::with_recording(drt.metrics(), config.metrics_enabled)?;
         let preprocessor = Preprocessor::new(drt.metrics())?;
         Ok(Arc::new(Self {
             drt,
@@ -172,9 +177,9 @@ struct Job {
 
 fn request_type(stream: bool) -> &'static str {
     if stream {
-        "stream"
+        rtype_value::STREAM
     } else {
-        "unary"
+        rtype_value::UNARY
     }
 }
 
@@ -185,8 +190,12 @@ async fn read_body(fe: &Frontend, body: Body, endpoint: &'static str) -> Result<
     axum::body::to_bytes(body, fe.config.max_body_bytes)
         .await
         .map_err(|_| {
-            fe.metrics
-                .rejected("unknown", endpoint, "unary", error_type::PAYLOAD_TOO_LARGE);
+            fe.metrics.rejected(
+                UNKNOWN_MODEL,
+                endpoint,
+                rtype_value::UNARY,
+                error_type::PAYLOAD_TOO_LARGE,
+            );
             error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
@@ -210,7 +219,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         invalid(
             fe,
-            "unknown",
+            UNKNOWN_MODEL,
             endpoint,
             false,
             format!("invalid request body: {e}"),
@@ -219,7 +228,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(
     let model = value
         .get("model")
         .and_then(Value::as_str)
-        .unwrap_or("unknown")
+        .unwrap_or(UNKNOWN_MODEL)
         .to_owned();
     let stream = value
         .get("stream")

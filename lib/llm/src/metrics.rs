@@ -42,20 +42,8 @@ pub const SEQUENCE_BUCKETS: [f64; 17] = [
 pub const ITL_FLUSH_EVERY: u64 = 16;
 
 /// The closed set of `error_type` values of `dynamo_frontend_request_errors_total`.
-pub mod error_type {
-    /// The body was not valid JSON or missed fields, or a value was out of range.
-    pub const INVALID_REQUEST: &str = "invalid_request";
-    /// The body was larger than the frontend accepts.
-    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
-    /// No worker serves the model asked for.
-    pub const MODEL_NOT_FOUND: &str = "model_not_found";
-    /// The model is registered but no instance of its endpoint serves.
-    pub const NO_WORKER: &str = "no_worker";
-    /// The engine failed the request.
-    pub const ENGINE: &str = "engine";
-    /// The client disconnected before the response ended.
-    pub const CLIENT_DISCONNECTED: &str = "client_disconnected";
-}
+pub use dynamo_runtime::prometheus_names::frontend::error_type;
+use dynamo_runtime::prometheus_names::frontend::status;
 
 /// The frontend's metrics.
 #[derive(Clone)]
@@ -124,7 +112,14 @@ impl Families {
 
 impl FrontendMetrics {
     /// Registers the metrics at `scope` (the runtime level: no hierarchy labels).
-    pub fn new(scope: &MetricsScope, enabled: bool) -> Result<Self, MetricsError> {
+    pub fn new(scope: &MetricsScope) -> Result<Self, MetricsError> {
+        Self::with_recording(scope, true)
+    }
+
+    /// [`Self::new`], recording only when `enabled`. Hidden from the docs: it
+    /// exists for the benchmark that measures what the metrics cost.
+    #[doc(hidden)]
+    pub fn with_recording(scope: &MetricsScope, enabled: bool) -> Result<Self, MetricsError> {
         let s = scope.with_prefix(FRONTEND_PREFIX)?;
         let m = [names::MODEL];
         let families = Families {
@@ -142,7 +137,7 @@ impl FrontendMetrics {
             errors: s.create_intcountervec(
                 names::REQUEST_ERRORS_TOTAL,
                 "LLM requests that failed, by error type",
-                &[names::MODEL, names::ENDPOINT, "error_type"],
+                &[names::MODEL, names::ENDPOINT, names::ERROR_TYPE],
                 &[],
             )?,
             inflight: s.create_intgaugevec(
@@ -202,7 +197,7 @@ impl FrontendMetrics {
         }
         let f = &self.families;
         f.requests
-            .with_label_values(&[model, endpoint, request_type, "error"])
+            .with_label_values(&[model, endpoint, request_type, status::ERROR])
             .inc();
         f.errors
             .with_label_values(&[model, endpoint, error_type])
@@ -322,9 +317,9 @@ impl Drop for RequestTimer {
         m.duration.observe(self.start.elapsed().as_secs_f64());
         m.osl.observe(self.output_tokens as f64);
         let status = if self.error.is_some() {
-            "error"
+            status::ERROR
         } else {
-            "success"
+            status::SUCCESS
         };
         h.families
             .requests
@@ -354,7 +349,7 @@ mod tests {
     #[test]
     fn inter_token_latencies_reach_the_shared_histogram_in_batches_and_at_the_end() {
         let drt = dynamo_runtime::DistributedRuntime::from_config(Default::default()).unwrap();
-        let metrics = FrontendMetrics::new(drt.metrics(), true).unwrap();
+        let metrics = FrontendMetrics::new(drt.metrics()).unwrap();
         let mut t = metrics.start("m", "chat_completions", "stream", Instant::now());
         t.tokens_sent(1); // the first token: time to first token, no ITL
         for _ in 0..ITL_FLUSH_EVERY - 1 {
@@ -379,7 +374,7 @@ mod tests {
     #[test]
     fn a_dropped_timer_counts_a_disconnect_and_model_children_are_shared() {
         let drt = dynamo_runtime::DistributedRuntime::from_config(Default::default()).unwrap();
-        let metrics = FrontendMetrics::new(drt.metrics(), true).unwrap();
+        let metrics = FrontendMetrics::new(drt.metrics()).unwrap();
         let a = metrics.start("m", "completions", "unary", Instant::now());
         let b = metrics.start("m", "completions", "unary", Instant::now());
         let inflight = metrics.families.inflight.with_label_values(&["m"]);

@@ -117,6 +117,52 @@ pub mod frontend {
     pub const REQUEST_TYPE: &str = "request_type";
     /// Label: `success` or `error`.
     pub const STATUS: &str = "status";
+    /// Label of [`REQUEST_ERRORS_TOTAL`]: one of [`error_type`].
+    pub const ERROR_TYPE: &str = "error_type";
+
+    /// The `model` value of a request rejected before it named a model
+    /// (a body too large, or not JSON).
+    pub const UNKNOWN_MODEL: &str = "unknown";
+
+    /// Values of the [`ENDPOINT`] label.
+    pub mod endpoint {
+        /// `POST /v1/chat/completions`.
+        pub const CHAT_COMPLETIONS: &str = "chat_completions";
+        /// `POST /v1/completions`.
+        pub const COMPLETIONS: &str = "completions";
+    }
+
+    /// Values of the [`REQUEST_TYPE`] label.
+    pub mod request_type {
+        /// A streamed (server-sent events) response.
+        pub const STREAM: &str = "stream";
+        /// One JSON response.
+        pub const UNARY: &str = "unary";
+    }
+
+    /// Values of the [`STATUS`] label.
+    pub mod status {
+        /// The response ended as it should.
+        pub const SUCCESS: &str = "success";
+        /// The request failed (see [`super::REQUEST_ERRORS_TOTAL`]).
+        pub const ERROR: &str = "error";
+    }
+
+    /// The closed set of [`ERROR_TYPE`] values of [`REQUEST_ERRORS_TOTAL`].
+    pub mod error_type {
+        /// The body was not valid JSON or missed fields, or a value was out of range.
+        pub const INVALID_REQUEST: &str = "invalid_request";
+        /// The body was larger than the frontend accepts.
+        pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+        /// No worker serves the model asked for.
+        pub const MODEL_NOT_FOUND: &str = "model_not_found";
+        /// The model is registered but no instance of its endpoint serves.
+        pub const NO_WORKER: &str = "no_worker";
+        /// The engine failed the request.
+        pub const ENGINE: &str = "engine";
+        /// The client disconnected before the response ended.
+        pub const CLIENT_DISCONNECTED: &str = "client_disconnected";
+    }
 }
 
 /// The preprocessor's metrics (a `model` label).

@@ -31,7 +31,9 @@ mod nats;
 mod serve;
 
 pub use client::{Client, ResponseReceiver};
-pub use serve::{ServeOptions, ServedEndpoint};
+#[doc(hidden)]
+pub use serve::ServeOptions;
+pub use serve::ServedEndpoint;
 
 pub(crate) use local::LocalPlane;
 pub(crate) use nats::{NatsPlane, RecordHandle};

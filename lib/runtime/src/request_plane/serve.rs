@@ -13,11 +13,14 @@ use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
 
-/// Options of [`Endpoint::serve_with_options`].
+/// Options of [`Endpoint::serve_with_options`]. Hidden from the docs: its
+/// one switch exists only for the benchmark that measures what the
+/// automatic metrics cost (`benches/request_plane.rs`); users serve with
+/// [`Endpoint::serve`], which always records them.
+#[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Record the automatic per-endpoint metrics (default true). Turning them
-    /// off exists for the benchmark that measures what they cost.
+    /// Record the automatic per-endpoint metrics (default true).
     pub automatic_metrics: bool,
 }
 
@@ -94,7 +97,8 @@ impl Endpoint {
             .await
     }
 
-    /// [`Endpoint::serve`] with options.
+    /// [`Endpoint::serve`] with options. Hidden: see [`ServeOptions`].
+    #[doc(hidden)]
     pub async fn serve_with_options<Req, Resp, F, Fut>(
         &self,
         handler: F,
