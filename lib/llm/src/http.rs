@@ -72,6 +72,14 @@ use dynamo_runtime::prometheus_names::frontend::{
     request_type as rtype_value, UNKNOWN_MODEL,
 };
 
+impl std::fmt::Debug for Frontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frontend")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Frontend {
     /// A frontend on `drt` routing the models of `registry`.
     pub fn new(

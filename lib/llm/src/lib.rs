@@ -5,6 +5,8 @@
 //! preprocessor with a real BPE tokenizer ([`preprocessor`]), a mock engine
 //! ([`mocker`]) served as a worker, the model registry that connects them
 //! ([`registry`]), and the load generator behind `dynamo load` ([`load`]).
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 pub mod http;
 pub mod load;
@@ -26,6 +28,7 @@ pub const WORKER_COMPONENT: &str = "mocker";
 pub const WORKER_ENDPOINT: &str = "generate";
 
 /// A running mock worker: its serving instance and its model card.
+#[derive(Debug)]
 pub struct MockWorker {
     /// The serving instance.
     pub served: ServedEndpoint,

@@ -110,6 +110,14 @@ impl Families {
     }
 }
 
+impl std::fmt::Debug for FrontendMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrontendMetrics")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FrontendMetrics {
     /// Registers the metrics at `scope` (the runtime level: no hierarchy labels).
     pub fn new(scope: &MetricsScope) -> Result<Self, MetricsError> {
@@ -254,6 +262,15 @@ pub struct RequestTimer {
     last_token: Option<u64>,
     output_tokens: u64,
     error: Option<&'static str>,
+}
+
+impl std::fmt::Debug for RequestTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestTimer")
+            .field("output_tokens", &self.output_tokens)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RequestTimer {

@@ -21,6 +21,12 @@ pub struct Preprocessor {
     tokenize_seconds: Histogram,
 }
 
+impl std::fmt::Debug for Preprocessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preprocessor").finish_non_exhaustive()
+    }
+}
+
 impl Preprocessor {
     /// Loads the tokenizer and registers the metrics under `scope`.
     pub fn new(scope: &MetricsScope) -> Result<Self, MetricsError> {
@@ -98,6 +104,14 @@ pub struct Decoder {
     bpe: &'static CoreBPE,
     pending: Vec<u32>,
     counter: IntCounter,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("pending_tokens", &self.pending.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Decoder {

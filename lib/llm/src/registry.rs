@@ -1,6 +1,6 @@
 //! Which models are served, and by which endpoint. A worker publishes a model
-//! card through the runtime's discovery (in-process, or a JetStream key-value
-//! bucket across processes); the frontend lists the cards and routes by them.
+//! card through the runtime's discovery records (in-process, or gathered from
+//! every process over NATS); the frontend lists the cards and routes by them.
 
 use dynamo_runtime::{DiscoveryError, DistributedRuntime, RecordLease};
 use parking_lot::RwLock;
@@ -44,6 +44,12 @@ struct Cache {
 pub struct ModelRegistry {
     drt: DistributedRuntime,
     cache: Arc<RwLock<Cache>>,
+}
+
+impl std::fmt::Debug for ModelRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelRegistry").finish_non_exhaustive()
+    }
 }
 
 impl ModelRegistry {

@@ -24,7 +24,8 @@ pub enum RequestPlaneConfig {
     /// Within this process only (the default; needs no external service).
     #[default]
     InProcess,
-    /// Over NATS, with discovery in a JetStream key-value bucket.
+    /// Over NATS: live instances in a leased JetStream key-value bucket,
+    /// discovery records gathered from every process over core NATS.
     Nats {
         /// e.g. `nats://127.0.0.1:4222`.
         url: String,

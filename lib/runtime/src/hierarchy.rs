@@ -2,7 +2,15 @@
 //! Each is cheap to clone and carries its own [`MetricsScope`].
 
 use crate::metrics::{MetricsRegistry, MetricsScope};
+use crate::request_plane::serve;
+use crate::request_plane::{
+    CallError, Client, Context, HandlerError, ResponseStream, ServeError, ServeOptions,
+    ServedEndpoint,
+};
 use crate::DistributedRuntime;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
 
 macro_rules! level {
     ($(#[$doc:meta])* $name:ident) => {
@@ -73,5 +81,45 @@ impl Component {
     /// The endpoint of that name of this component.
     pub fn endpoint(&self, name: impl AsRef<str>) -> Endpoint {
         Endpoint::new(self.drt.clone(), self.metrics.child(name.as_ref()))
+    }
+}
+
+impl Endpoint {
+    /// Serves this endpoint with `handler`, which takes a request (decoded
+    /// from JSON) and returns a stream of responses. Requests are counted in
+    /// the endpoint's automatic metrics; `/health` lists the endpoint as ready.
+    pub async fn serve<Req, Resp, F, Fut>(&self, handler: F) -> Result<ServedEndpoint, ServeError>
+    where
+        F: Fn(Req, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ResponseStream<Resp>, HandlerError>> + Send + 'static,
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+    {
+        serve::serve(self, handler, ServeOptions::default()).await
+    }
+
+    /// [`Endpoint::serve`] with options. Hidden: see [`ServeOptions`].
+    #[doc(hidden)]
+    pub async fn serve_with_options<Req, Resp, F, Fut>(
+        &self,
+        handler: F,
+        options: ServeOptions,
+    ) -> Result<ServedEndpoint, ServeError>
+    where
+        F: Fn(Req, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ResponseStream<Resp>, HandlerError>> + Send + 'static,
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+    {
+        serve::serve(self, handler, options).await
+    }
+
+    /// A client of this endpoint, with instance discovery running.
+    pub async fn client<Req, Resp>(&self) -> Result<Client<Req, Resp>, CallError>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned + Send + 'static,
+    {
+        serve::client(self).await
     }
 }

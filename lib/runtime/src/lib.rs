@@ -15,7 +15,8 @@
 //! assert_eq!(requests_total.get(), 1.0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 mod config;
 mod discovery;
@@ -33,7 +34,7 @@ pub use config::{
     RequestPlaneConfig, RuntimeConfig, SystemServerConfig, DEFAULT_SYSTEM_HOST, ENV_NATS_SERVER,
     ENV_SYSTEM_ADVERTISE_HOST, ENV_SYSTEM_HOST, ENV_SYSTEM_PORT,
 };
-pub use discovery::{DiscoveryError, RecordLease};
+pub use discovery::{DiscoveryError, RecordLease, RECORD_GATHER};
 pub use error::{MetricsError, RuntimeError};
 pub use health::{HealthReport, HealthStatus};
 pub use hierarchy::{Component, Endpoint, Namespace};

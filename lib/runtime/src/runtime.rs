@@ -3,12 +3,15 @@
 //! outside an async context) its own tokio runtime.
 
 use crate::config::{RequestPlaneConfig, RuntimeConfig, SystemServerConfig};
+use crate::discovery::{self, LocalRecords};
 use crate::health::{Health, HealthReport};
 use crate::hierarchy::Namespace;
 use crate::metrics::{MetricsRegistry, MetricsScope, Registry, ScopePath};
-use crate::request_plane::{LocalPlane, NatsPlane, Plane};
+use crate::request_plane::{LocalPlane, NatsPlane, Plane, TransportError};
+use crate::scrape_targets::{self, ScrapeTarget};
 use crate::system_server::{self, ServerState, SystemServer};
 use crate::RuntimeError;
+use crate::{DiscoveryError, RecordLease};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,10 +39,10 @@ struct Inner {
     start: Instant,
     request_plane: RequestPlaneConfig,
     local_plane: Arc<LocalPlane>,
-    local_records: Arc<crate::discovery::LocalRecords>,
+    local_records: Arc<LocalRecords>,
     nats_plane: tokio::sync::OnceCell<Arc<NatsPlane>>,
     /// The published address of the system server, for Prometheus.
-    scrape_lease: parking_lot::Mutex<Option<crate::RecordLease>>,
+    scrape_lease: parking_lot::Mutex<Option<RecordLease>>,
     advertise_host: Option<String>,
     // Declared before `tokio` so that it stops before the runtime does.
     system_server: Option<SystemServer>,
@@ -132,8 +135,8 @@ impl DistributedRuntime {
 
     /// The scrape target of a server of this process bound to `bound`, with
     /// the configured advertise host (see [`crate::ScrapeTarget::new`]).
-    pub fn scrape_target(&self, bound: SocketAddr, server: &str) -> crate::ScrapeTarget {
-        crate::ScrapeTarget::new(bound, self.inner.advertise_host.as_deref(), server)
+    pub fn scrape_target(&self, bound: SocketAddr, server: &str) -> ScrapeTarget {
+        ScrapeTarget::new(bound, self.inner.advertise_host.as_deref(), server)
     }
 
     /// Publishes the system server's address for Prometheus, in the background
@@ -189,8 +192,41 @@ impl DistributedRuntime {
         self.inner.start.elapsed()
     }
 
+    /// Publishes `value` under `key` in `bucket` for as long as the returned
+    /// lease lives. Publishing a key again replaces its value. In-process by
+    /// default; over NATS when `NATS_SERVER` is set (see [`crate::RECORD_GATHER`]).
+    pub async fn register_record(
+        &self,
+        bucket: &str,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<RecordLease, DiscoveryError> {
+        discovery::register(self, bucket, key, value).await
+    }
+
+    /// The values of every live record of `bucket`.
+    pub async fn list_records(&self, bucket: &str) -> Result<Vec<Vec<u8>>, DiscoveryError> {
+        discovery::list(self, bucket).await
+    }
+
+    /// Publishes a scrape target for as long as the returned lease lives. The
+    /// runtime publishes its own system status server (`server = "system"`)
+    /// when it starts one; this is for other servers of the process.
+    pub async fn publish_scrape_target(
+        &self,
+        target: &ScrapeTarget,
+    ) -> Result<RecordLease, DiscoveryError> {
+        scrape_targets::publish(self, target).await
+    }
+
+    /// Every published scrape target of every live process, sorted and without
+    /// duplicates. A record that does not decode is skipped with a warning.
+    pub async fn scrape_targets(&self) -> Result<Vec<ScrapeTarget>, DiscoveryError> {
+        scrape_targets::list(self).await
+    }
+
     /// The request plane, connecting to NATS on first use when configured.
-    pub(crate) async fn plane(&self) -> Result<Plane, String> {
+    pub(crate) async fn plane(&self) -> Result<Plane, TransportError> {
         match &self.inner.request_plane {
             RequestPlaneConfig::InProcess => Ok(Plane::Local(self.inner.local_plane.clone())),
             RequestPlaneConfig::Nats { url } => {
@@ -204,7 +240,7 @@ impl DistributedRuntime {
         }
     }
 
-    pub(crate) fn local_records(&self) -> &Arc<crate::discovery::LocalRecords> {
+    pub(crate) fn local_records(&self) -> &Arc<LocalRecords> {
         &self.inner.local_records
     }
 

@@ -83,45 +83,43 @@ impl ScrapeTarget {
     }
 }
 
-impl DistributedRuntime {
-    /// Publishes a scrape target for as long as the returned lease lives. The
-    /// runtime publishes its own system status server (`server = "system"`)
-    /// when it starts one; this is for other servers of the process.
-    pub async fn publish_scrape_target(
-        &self,
-        target: &ScrapeTarget,
-    ) -> Result<RecordLease, DiscoveryError> {
-        let value = serde_json::to_vec(target).map_err(|e| DiscoveryError::Transport {
-            bucket: SCRAPE_TARGETS_BUCKET.to_owned(),
-            message: format!("encoding the scrape target {target:?}: {e}"),
-        })?;
-        self.register_record(SCRAPE_TARGETS_BUCKET, &target.address, value)
-            .await
-    }
+/// Publishes `target` (see `DistributedRuntime::publish_scrape_target`).
+pub(crate) async fn publish(
+    drt: &DistributedRuntime,
+    target: &ScrapeTarget,
+) -> Result<RecordLease, DiscoveryError> {
+    let value = serde_json::to_vec(target).map_err(|source| DiscoveryError::Encode {
+        bucket: SCRAPE_TARGETS_BUCKET.to_owned(),
+        what: format!("{target:?}"),
+        source,
+    })?;
+    drt.register_record(SCRAPE_TARGETS_BUCKET, &target.address, value)
+        .await
+}
 
-    /// Every published scrape target of every live process, sorted and without
-    /// duplicates. A record that does not decode is skipped with a warning.
-    pub async fn scrape_targets(&self) -> Result<Vec<ScrapeTarget>, DiscoveryError> {
-        let mut targets: Vec<ScrapeTarget> = self
-            .list_records(SCRAPE_TARGETS_BUCKET)
-            .await?
-            .into_iter()
-            .filter_map(|raw| match serde_json::from_slice(&raw) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    tracing::warn!(
-                        record = %String::from_utf8_lossy(&raw),
-                        error = %e,
-                        "skipping a malformed scrape target record"
-                    );
-                    None
-                }
-            })
-            .collect();
-        targets.sort();
-        targets.dedup();
-        Ok(targets)
-    }
+/// Every published target, sorted and without duplicates (see
+/// `DistributedRuntime::scrape_targets`). A record that does not decode is
+/// skipped with a warning.
+pub(crate) async fn list(drt: &DistributedRuntime) -> Result<Vec<ScrapeTarget>, DiscoveryError> {
+    let mut targets: Vec<ScrapeTarget> = drt
+        .list_records(SCRAPE_TARGETS_BUCKET)
+        .await?
+        .into_iter()
+        .filter_map(|raw| match serde_json::from_slice(&raw) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(
+                    record = %String::from_utf8_lossy(&raw),
+                    error = %e,
+                    "skipping a malformed scrape target record"
+                );
+                None
+            }
+        })
+        .collect();
+    targets.sort();
+    targets.dedup();
+    Ok(targets)
 }
 
 #[cfg(test)]

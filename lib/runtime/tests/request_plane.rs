@@ -351,7 +351,7 @@ async fn routing_health_and_instances() {
 async fn serving_a_badly_named_endpoint_is_an_error() {
     let drt = runtime();
     let ep = drt.namespace("ns").component("").endpoint("e");
-    let err = ep.serve(handler).await.err().expect("refused");
+    let err = ep.serve(handler).await.expect_err("refused");
     assert!(err.to_string().contains("component"), "{err}");
     assert!(ep.client::<Req, Token>().await.is_err());
 }

@@ -2,6 +2,8 @@
 //! real Prometheus server, each started on a free loopback port, and
 //! `promtool check metrics` / `check config`. (They come from the Debian
 //! packages `nats-server` and `prometheus`, which `scripts/test.sh` installs.)
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ pub fn nats_server_binary() -> Option<PathBuf> {
 
 /// A `nats-server` with JetStream, on a free loopback port, in its own
 /// store directory; stopped and cleaned up when dropped.
+#[derive(Debug)]
 pub struct NatsServer {
     child: Child,
     dir: PathBuf,
@@ -159,6 +162,7 @@ pub fn promtool_check_config(path: &Path) -> Result<String, String> {
 /// A Prometheus server running a given configuration file, listening on a
 /// free loopback port, with its storage in a fresh directory; stopped and
 /// cleaned up when dropped.
+#[derive(Debug)]
 pub struct PrometheusServer {
     child: Child,
     dir: PathBuf,

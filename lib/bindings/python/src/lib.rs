@@ -1,6 +1,8 @@
 //! The Python package `dynamo`: `dynamo.runtime` (the hierarchy, serving and
 //! calling endpoints) and `dynamo.prometheus_metrics` (the metric classes), on
 //! top of `dynamo-runtime`. Built with maturin as `dynamo._core`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 mod errors;
 mod metrics;

@@ -186,7 +186,7 @@ pub mod runtime {
 /// The metric that counts failed scrape-time callbacks.
 pub mod callback {
     /// Scrape-time callbacks that failed, by `callback` (`update` or `expfmt`) and
-    /// `failure` (`error`, `panic` or `malformed`) (counter).
+    /// `failure` (`error`, `panic`, `malformed` or `conflict`) (counter).
     pub const FAILURES_TOTAL: &str = "dynamo_component_metrics_callback_failures_total";
 
     /// `callback` value of a callback given to `register_callback`.

@@ -2,7 +2,7 @@
 //! that cancels the request when dropped.
 
 use super::driver::Frame;
-use super::{CallError, EndpointPath, InstanceId, Plane};
+use super::{CallError, EndpointPath, InstanceId, Plane, TransportError};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
@@ -32,6 +32,14 @@ pub struct Client<Req, Resp> {
     _types: PhantomData<fn(Req) -> Resp>,
 }
 
+impl<Req, Resp> std::fmt::Debug for Client<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.inner.path.to_string())
+            .finish()
+    }
+}
+
 impl<Req, Resp> Clone for Client<Req, Resp> {
     fn clone(&self) -> Self {
         Self {
@@ -54,7 +62,7 @@ where
 {
     pub(crate) async fn new(path: EndpointPath, plane: Plane) -> Result<Self, CallError> {
         if let Plane::Nats(nats) = &plane {
-            nats.watch(&path).await?;
+            nats.instances.watch(&path).await?;
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -74,7 +82,7 @@ where
     pub fn instance_ids(&self) -> Vec<InstanceId> {
         let mut ids = match &self.inner.plane {
             Plane::Local(local) => local.instances(&self.inner.path),
-            Plane::Nats(nats) => nats.instances(&self.inner.path),
+            Plane::Nats(nats) => nats.instances.instances(&self.inner.path),
         };
         ids.sort_unstable();
         ids
@@ -101,7 +109,7 @@ where
                         let _ = rx.changed().await;
                     }
                     None => match &self.inner.plane {
-                        Plane::Nats(nats) => nats.refresh(&self.inner.path).await,
+                        Plane::Nats(nats) => nats.instances.refresh(&self.inner.path).await,
                         Plane::Local(_) => {}
                     },
                 }
@@ -153,7 +161,7 @@ where
         let mut ids = self.instance_ids();
         if ids.is_empty() {
             if let Plane::Nats(nats) = &self.inner.plane {
-                nats.refresh(&self.inner.path).await;
+                nats.instances.refresh(&self.inner.path).await;
                 ids = self.instance_ids();
             }
         }
@@ -181,9 +189,9 @@ where
     fn encode(&self, request: &Req) -> Result<bytes::Bytes, CallError> {
         serde_json::to_vec(request)
             .map(bytes::Bytes::from)
-            .map_err(|e| CallError::RequestEncoding {
+            .map_err(|source| CallError::RequestEncoding {
                 endpoint: self.endpoint(),
-                message: e.to_string(),
+                source,
             })
     }
 
@@ -200,7 +208,14 @@ where
                     cancel: Box::new(move || token.cancel()),
                 }
             }
-            Plane::Nats(nats) => nats.call(&self.inner.path, instance, payload).await?,
+            Plane::Nats(nats) => {
+                let path = &self.inner.path;
+                let started = nats.transport.call(path, instance, payload).await;
+                if let Err(CallError::InstanceNotFound { .. }) = &started {
+                    nats.instances.forget(path, instance);
+                }
+                started?
+            }
         };
         Ok(ResponseReceiver {
             endpoint: self.endpoint(),
@@ -222,6 +237,16 @@ pub struct ResponseReceiver<Resp> {
     cancel: Option<Canceller>,
     done: bool,
     _types: PhantomData<fn() -> Resp>,
+}
+
+impl<Resp> std::fmt::Debug for ResponseReceiver<Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseReceiver")
+            .field("endpoint", &self.endpoint)
+            .field("instance", &format_args!("{:016x}", self.instance))
+            .field("done", &self.done)
+            .finish()
+    }
 }
 
 impl<Resp: DeserializeOwned> ResponseReceiver<Resp> {
@@ -255,15 +280,12 @@ impl<Resp: DeserializeOwned> Stream for ResponseReceiver<Resp> {
         let item = match frame {
             Some(Frame::Item(bytes)) => match serde_json::from_slice(&bytes) {
                 Ok(resp) => return Poll::Ready(Some(Ok(resp))),
-                Err(e) => {
+                Err(source) => {
                     // We cannot read the rest: stop the server too.
                     if let Some(cancel) = self.cancel.take() {
                         cancel();
                     }
-                    Some(Err(CallError::ResponseDecoding {
-                        endpoint,
-                        message: e.to_string(),
-                    }))
+                    Some(Err(CallError::ResponseDecoding { endpoint, source }))
                 }
             },
             Some(Frame::End) => None,
@@ -274,7 +296,7 @@ impl<Resp: DeserializeOwned> Stream for ResponseReceiver<Resp> {
             })),
             None => Some(Err(CallError::Transport {
                 endpoint,
-                message: "the response stream ended without its end".to_owned(),
+                source: TransportError::StreamCut,
             })),
         };
         self.done = true;

@@ -23,7 +23,9 @@ pub(crate) enum Frame {
     End,
 }
 
-/// Where the driver sends frames. `send` returns false when the caller is gone.
+/// Where the driver sends frames. `send` fails with [`SinkError::CallerGone`]
+/// when the caller dropped the stream, [`SinkError::Transport`] when the
+/// frame could not be handed to the transport.
 pub(crate) trait FrameSink: Send {
     fn send(&mut self, frame: Frame) -> impl Future<Output = Result<(), SinkError>> + Send;
 }

@@ -27,8 +27,8 @@ mod driver;
 mod endpoint_metrics;
 mod handler;
 mod local;
-mod nats;
-mod serve;
+pub(crate) mod nats;
+pub(crate) mod serve;
 
 pub use client::{Client, ResponseReceiver};
 #[doc(hidden)]
@@ -36,7 +36,7 @@ pub use serve::ServeOptions;
 pub use serve::ServedEndpoint;
 
 pub(crate) use local::LocalPlane;
-pub(crate) use nats::{NatsPlane, RecordHandle};
+pub(crate) use nats::NatsPlane;
 
 use futures::Stream;
 use std::pin::Pin;
@@ -129,13 +129,92 @@ pub enum ServeError {
     #[error("cannot serve: {0}")]
     Metrics(#[from] crate::MetricsError),
     /// The transport refused.
-    #[error("cannot serve {endpoint}: {message}")]
+    #[error("cannot serve {endpoint}: {source}")]
     Transport {
         /// `namespace/component/endpoint`.
         endpoint: String,
-        /// What went wrong.
-        message: String,
+        /// What failed.
+        #[source]
+        source: TransportError,
     },
+}
+
+/// An error of the transport (NATS) under the request plane and discovery.
+/// Each names what it was doing, with the client library's error as its source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The NATS server could not be reached.
+    #[error("cannot connect to NATS at {url:?}: {source}")]
+    Connect {
+        /// The URL given (`NATS_SERVER`).
+        url: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// A JetStream key-value bucket could not be opened or created.
+    #[error(
+        "cannot open the JetStream bucket {bucket:?} (is JetStream on? nats-server -js): {source}"
+    )]
+    OpenBucket {
+        /// The bucket.
+        bucket: &'static str,
+        /// The client's error.
+        #[source]
+        source: async_nats::jetstream::context::KeyValueError,
+    },
+    /// An entry could not be written to a bucket.
+    #[error("cannot register {key:?} in {bucket:?}: {source}")]
+    Register {
+        /// The bucket.
+        bucket: &'static str,
+        /// The key.
+        key: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::jetstream::kv::PutError,
+    },
+    /// A subscription could not be made.
+    #[error("cannot subscribe to {subject}: {source}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::SubscribeError,
+    },
+    /// A message could not be published.
+    #[error("cannot publish to {subject}: {source}")]
+    Publish {
+        /// The subject.
+        subject: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::PublishError,
+    },
+    /// An instance did not accept a request in time (or the request failed).
+    #[error("request to {subject} was not accepted: {source}")]
+    Request {
+        /// The instance's request subject.
+        subject: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::RequestError,
+    },
+    /// Something to send could not be encoded.
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        /// What it was.
+        what: &'static str,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A response stream ended without its end frame (the server or the
+    /// connection went away).
+    #[error("the response stream ended without its end")]
+    StreamCut,
 }
 
 /// An error from calling an endpoint.
@@ -160,20 +239,22 @@ pub enum CallError {
         instance: InstanceId,
     },
     /// The request does not serialize.
-    #[error("request to {endpoint} does not serialize: {message}")]
+    #[error("request to {endpoint} does not serialize: {source}")]
     RequestEncoding {
         /// `namespace/component/endpoint`.
         endpoint: String,
-        /// The serializer's message.
-        message: String,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
     },
     /// A response item does not deserialize into the response type.
-    #[error("response from {endpoint} does not deserialize: {message}")]
+    #[error("response from {endpoint} does not deserialize: {source}")]
     ResponseDecoding {
         /// `namespace/component/endpoint`.
         endpoint: String,
-        /// The deserializer's message.
-        message: String,
+        /// The deserializer's error.
+        #[source]
+        source: serde_json::Error,
     },
     /// The server failed the request.
     #[error("{endpoint} failed the request ({error_type}): {message}")]
@@ -186,12 +267,13 @@ pub enum CallError {
         message: String,
     },
     /// The transport failed.
-    #[error("transport error calling {endpoint}: {message}")]
+    #[error("transport error calling {endpoint}: {source}")]
     Transport {
         /// `namespace/component/endpoint`.
         endpoint: String,
-        /// What went wrong.
-        message: String,
+        /// What failed.
+        #[source]
+        source: TransportError,
     },
     /// Waiting for instances timed out.
     #[error("no instance of {endpoint} appeared within {waited:?}")]

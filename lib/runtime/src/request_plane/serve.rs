@@ -3,7 +3,7 @@
 use super::client::Client;
 use super::endpoint_metrics::EndpointMetrics;
 use super::handler::{RawHandler, Typed};
-use super::nats::NatsServing;
+use super::nats::instances::NatsServing;
 use super::{
     CallError, Context, EndpointPath, HandlerError, InstanceId, Plane, ResponseStream, ServeError,
 };
@@ -46,6 +46,15 @@ pub struct ServedEndpoint {
     registration: Registration,
 }
 
+impl std::fmt::Debug for ServedEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServedEndpoint")
+            .field("endpoint", &self.path.to_string())
+            .field("instance", &format_args!("{:016x}", self.id))
+            .finish()
+    }
+}
+
 impl ServedEndpoint {
     /// This instance's id.
     pub fn instance_id(&self) -> InstanceId {
@@ -65,106 +74,96 @@ impl ServedEndpoint {
     }
 }
 
-impl Endpoint {
-    pub(crate) fn path(&self) -> Result<EndpointPath, crate::MetricsError> {
-        let scope = self.metrics().path();
-        scope.validate()?;
-        match scope.names() {
-            [ns, comp, ep] => Ok(EndpointPath {
-                namespace: ns.clone(),
-                component: comp.clone(),
-                endpoint: ep.clone(),
-            }),
-            _ => Err(crate::MetricsError::InvalidHierarchyName {
-                level: "endpoint",
-                name: scope.to_string(),
-                reason: "an endpoint needs a namespace, a component and an endpoint name",
-            }),
+/// The endpoint's three names; an error if one is unusable.
+pub(crate) fn path(endpoint: &Endpoint) -> Result<EndpointPath, crate::MetricsError> {
+    let scope = endpoint.metrics().path();
+    scope.validate()?;
+    match scope.names() {
+        [ns, comp, ep] => Ok(EndpointPath {
+            namespace: ns.clone(),
+            component: comp.clone(),
+            endpoint: ep.clone(),
+        }),
+        _ => Err(crate::MetricsError::InvalidHierarchyName {
+            level: "endpoint",
+            name: scope.to_string(),
+            reason: "an endpoint needs a namespace, a component and an endpoint name",
+        }),
+    }
+}
+
+/// Serves `endpoint` with `handler` (see [`Endpoint::serve`]).
+pub(crate) async fn serve<Req, Resp, F, Fut>(
+    endpoint: &Endpoint,
+    handler: F,
+    options: ServeOptions,
+) -> Result<ServedEndpoint, ServeError>
+where
+    F: Fn(Req, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<ResponseStream<Resp>, HandlerError>> + Send + 'static,
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    let path = path(endpoint)?;
+    let metrics = if options.automatic_metrics {
+        Some(EndpointMetrics::new(endpoint.metrics())?)
+    } else {
+        None
+    };
+    let handler: Arc<dyn RawHandler> = Arc::new(Typed::new(handler));
+    let id: InstanceId = fastrand::u64(..);
+    let plane = endpoint
+        .drt()
+        .plane()
+        .await
+        .map_err(|source| ServeError::Transport {
+            endpoint: path.to_string(),
+            source,
+        })?;
+    let registration = match plane {
+        Plane::Local(local) => {
+            local.register(&path, id, handler, metrics);
+            Registration::Local(local)
         }
-    }
-
-    /// Serves this endpoint with `handler`, which takes a request (decoded
-    /// from JSON) and returns a stream of responses. Requests are counted in
-    /// the endpoint's automatic metrics; `/health` lists the endpoint as ready.
-    pub async fn serve<Req, Resp, F, Fut>(&self, handler: F) -> Result<ServedEndpoint, ServeError>
-    where
-        F: Fn(Req, Context) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<ResponseStream<Resp>, HandlerError>> + Send + 'static,
-        Req: DeserializeOwned + Send + 'static,
-        Resp: Serialize + Send + 'static,
-    {
-        self.serve_with_options(handler, ServeOptions::default())
+        Plane::Nats(nats) => Registration::Nats(Box::new(
+            nats.serve(
+                &path,
+                id,
+                handler,
+                metrics,
+                endpoint.drt().system_server_addr(),
+            )
             .await
-    }
-
-    /// [`Endpoint::serve`] with options. Hidden: see [`ServeOptions`].
-    #[doc(hidden)]
-    pub async fn serve_with_options<Req, Resp, F, Fut>(
-        &self,
-        handler: F,
-        options: ServeOptions,
-    ) -> Result<ServedEndpoint, ServeError>
-    where
-        F: Fn(Req, Context) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<ResponseStream<Resp>, HandlerError>> + Send + 'static,
-        Req: DeserializeOwned + Send + 'static,
-        Resp: Serialize + Send + 'static,
-    {
-        let path = self.path()?;
-        let metrics = if options.automatic_metrics {
-            Some(EndpointMetrics::new(self.metrics())?)
-        } else {
-            None
-        };
-        let handler: Arc<dyn RawHandler> = Arc::new(Typed::new(handler));
-        let id: InstanceId = fastrand::u64(..);
-        let plane = self
-            .drt()
-            .plane()
-            .await
-            .map_err(|message| ServeError::Transport {
+            .map_err(|source| ServeError::Transport {
                 endpoint: path.to_string(),
-                message,
-            })?;
-        let registration = match plane {
-            Plane::Local(local) => {
-                local.register(&path, id, handler, metrics);
-                Registration::Local(local)
-            }
-            Plane::Nats(nats) => Registration::Nats(Box::new(
-                nats.serve(&path, id, handler, metrics, self.drt().system_server_addr())
-                    .await
-                    .map_err(|message| ServeError::Transport {
-                        endpoint: path.to_string(),
-                        message,
-                    })?,
-            )),
-        };
-        self.drt().health_state().add_instance(path.to_string());
-        tracing::info!(endpoint = %path, instance = format!("{id:016x}"), "serving");
-        Ok(ServedEndpoint {
-            drt: self.drt().clone(),
-            path,
-            id,
-            registration,
-        })
-    }
+                source,
+            })?,
+        )),
+    };
+    endpoint.drt().health_state().add_instance(path.to_string());
+    tracing::info!(endpoint = %path, instance = format!("{id:016x}"), "serving");
+    Ok(ServedEndpoint {
+        drt: endpoint.drt().clone(),
+        path,
+        id,
+        registration,
+    })
+}
 
-    /// A client of this endpoint, with instance discovery running.
-    pub async fn client<Req, Resp>(&self) -> Result<Client<Req, Resp>, CallError>
-    where
-        Req: Serialize,
-        Resp: DeserializeOwned + Send + 'static,
-    {
-        let path = self.path()?;
-        let plane = self
-            .drt()
-            .plane()
-            .await
-            .map_err(|message| CallError::Transport {
-                endpoint: path.to_string(),
-                message,
-            })?;
-        Client::new(path, plane).await
-    }
+/// A client of `endpoint` (see [`Endpoint::client`]).
+pub(crate) async fn client<Req, Resp>(endpoint: &Endpoint) -> Result<Client<Req, Resp>, CallError>
+where
+    Req: Serialize,
+    Resp: DeserializeOwned + Send + 'static,
+{
+    let path = path(endpoint)?;
+    let plane = endpoint
+        .drt()
+        .plane()
+        .await
+        .map_err(|source| CallError::Transport {
+            endpoint: path.to_string(),
+            source,
+        })?;
+    Client::new(path, plane).await
 }

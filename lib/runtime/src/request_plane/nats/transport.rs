@@ -1,0 +1,258 @@
+//! Requests and their streamed responses over core NATS. A request goes to
+//! one instance's subject with NATS request-reply (the instance acknowledges
+//! at once, so a dead instance is seen as "no responders"); responses stream
+//! back as frames to the caller's inbox; dropping the stream publishes a
+//! cancel to the instance.
+
+use super::key_prefix;
+use crate::metrics::prometheus_names::work_handler::error_type;
+use crate::request_plane::client::Started;
+use crate::request_plane::driver::{drive, Frame, FrameSink, SinkError};
+use crate::request_plane::endpoint_metrics::{EndpointMetrics, Outcome};
+use crate::request_plane::handler::{Failure, RawHandler};
+use crate::request_plane::{CallError, Context, EndpointPath, InstanceId, TransportError};
+use async_nats::{HeaderMap, RequestErrorKind};
+use bytes::Bytes;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+/// How long a caller waits for an instance to accept a request.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+const H_REQUEST_ID: &str = "Dyn-Request-Id";
+const H_REPLY: &str = "Dyn-Reply";
+const H_FRAME: &str = "Dyn-Frame";
+const H_ERROR_TYPE: &str = "Dyn-Error-Type";
+
+/// The subject prefix of one instance: its requests go to `<prefix>.req`,
+/// its cancels to `<prefix>.cancel`.
+pub(crate) fn subject(path: &EndpointPath, id: InstanceId) -> String {
+    format!("dynamo.rq.{}{id:016x}", key_prefix(path))
+}
+
+/// Requests in flight on a serving instance, by request id, to cancel.
+type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
+
+/// Carries requests and responses over one NATS connection.
+pub(crate) struct NatsTransport {
+    client: async_nats::Client,
+    handle: Handle,
+}
+
+impl NatsTransport {
+    pub(crate) fn new(client: async_nats::Client) -> Self {
+        Self {
+            client,
+            handle: Handle::current(),
+        }
+    }
+
+    async fn subscribe(&self, subject: String) -> Result<async_nats::Subscriber, TransportError> {
+        self.client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|source| TransportError::Subscribe { subject, source })
+    }
+
+    /// Serves the requests sent to `subject` with `handler` until the
+    /// returned token is cancelled.
+    pub(crate) async fn serve(
+        &self,
+        subject: &str,
+        handler: Arc<dyn RawHandler>,
+        metrics: Option<Arc<EndpointMetrics>>,
+    ) -> Result<CancellationToken, TransportError> {
+        let requests = self.subscribe(format!("{subject}.req")).await?;
+        let cancels = self.subscribe(format!("{subject}.cancel")).await?;
+        let stop = CancellationToken::new();
+        let running: Running = Arc::default();
+        tokio::spawn(serve_requests(
+            self.client.clone(),
+            requests,
+            handler,
+            metrics,
+            running.clone(),
+            stop.clone(),
+        ));
+        tokio::spawn(serve_cancels(cancels, running, stop.clone()));
+        Ok(stop)
+    }
+
+    /// Sends a request to instance `id` of `path` and returns its frames.
+    pub(crate) async fn call(
+        &self,
+        path: &EndpointPath,
+        id: InstanceId,
+        payload: Bytes,
+    ) -> Result<Started, CallError> {
+        let transport = |source| CallError::Transport {
+            endpoint: path.to_string(),
+            source,
+        };
+        let base = subject(path, id);
+        let inbox = self.client.new_inbox();
+        let frames = self.subscribe(inbox.clone()).await.map_err(transport)?;
+        let request_id = format!("{:016x}", fastrand::u64(..));
+        let mut headers = HeaderMap::new();
+        headers.insert(H_REQUEST_ID, request_id.as_str());
+        headers.insert(H_REPLY, inbox.as_str());
+        let request = async_nats::Request::new()
+            .headers(headers)
+            .payload(payload)
+            .timeout(Some(ACCEPT_TIMEOUT));
+        let req_subject = format!("{base}.req");
+        match self.client.send_request(req_subject.clone(), request).await {
+            Ok(_accepted) => {}
+            Err(e) if e.kind() == RequestErrorKind::NoResponders => {
+                return Err(CallError::InstanceNotFound {
+                    endpoint: path.to_string(),
+                    instance: id,
+                });
+            }
+            Err(source) => {
+                return Err(transport(TransportError::Request {
+                    subject: req_subject,
+                    source,
+                }))
+            }
+        }
+        let client = self.client.clone();
+        let handle = self.handle.clone();
+        let cancel_subject = format!("{base}.cancel");
+        Ok(Started {
+            frames: frames.map(decode_frame).boxed(),
+            cancel: Box::new(move || {
+                handle.spawn(async move {
+                    if let Err(e) = client.publish(cancel_subject, request_id.into()).await {
+                        tracing::debug!(error = %e, "could not publish a cancel");
+                    }
+                });
+            }),
+        })
+    }
+}
+
+/// Publishes a request's frames to its caller's inbox.
+struct NatsSink {
+    client: async_nats::Client,
+    inbox: String,
+}
+
+impl FrameSink for NatsSink {
+    async fn send(&mut self, frame: Frame) -> Result<(), SinkError> {
+        let mut headers = HeaderMap::new();
+        let payload = match frame {
+            Frame::Item(bytes) => {
+                headers.insert(H_FRAME, "item");
+                bytes
+            }
+            Frame::End => {
+                headers.insert(H_FRAME, "end");
+                Bytes::new()
+            }
+            Frame::Failed(f) => {
+                headers.insert(H_FRAME, "failed");
+                headers.insert(H_ERROR_TYPE, f.error_type);
+                Bytes::from(f.message)
+            }
+        };
+        self.client
+            .publish_with_headers(self.inbox.clone(), headers, payload)
+            .await
+            .map_err(|_| SinkError::Transport)
+    }
+}
+
+fn header<'a>(msg: &'a async_nats::Message, name: &str) -> Option<&'a str> {
+    msg.headers.as_ref()?.get(name).map(|v| v.as_str())
+}
+
+fn decode_frame(msg: async_nats::Message) -> Frame {
+    match header(&msg, H_FRAME) {
+        Some("item") => Frame::Item(msg.payload),
+        Some("end") => Frame::End,
+        Some("failed") => {
+            let error_type = header(&msg, H_ERROR_TYPE)
+                .and_then(|t| error_type::ALL.iter().copied().find(|k| *k == t))
+                .unwrap_or(error_type::TRANSPORT);
+            Frame::Failed(Failure::new(
+                error_type,
+                String::from_utf8_lossy(&msg.payload),
+            ))
+        }
+        other => Frame::Failed(Failure::new(
+            error_type::TRANSPORT,
+            format!("unexpected frame {other:?} on the reply inbox"),
+        )),
+    }
+}
+
+async fn serve_requests(
+    client: async_nats::Client,
+    mut requests: async_nats::Subscriber,
+    handler: Arc<dyn RawHandler>,
+    metrics: Option<Arc<EndpointMetrics>>,
+    running: Running,
+    stop: CancellationToken,
+) {
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => break,
+            msg = requests.next() => match msg { Some(m) => m, None => break },
+        };
+        let inbox = header(&msg, H_REPLY).map(str::to_owned);
+        let request_id = header(&msg, H_REQUEST_ID)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)));
+        if let Some(reply) = msg.reply.clone() {
+            if let Err(e) = client.publish(reply, Bytes::new()).await {
+                tracing::debug!(error = %e, "could not accept a request");
+            }
+        }
+        let Some(inbox) = inbox else {
+            // Not a request of ours: count it, but there is nowhere to answer.
+            tracing::warn!(subject = %msg.subject, "request without a reply inbox; dropped");
+            if let Some(m) = &metrics {
+                m.start(msg.payload.len())
+                    .finish(Outcome::Failed(error_type::INVALID_REQUEST));
+            }
+            continue;
+        };
+        let token = CancellationToken::new();
+        running.lock().insert(request_id.clone(), token.clone());
+        let (client, handler, metrics, running) = (
+            client.clone(),
+            handler.clone(),
+            metrics.clone(),
+            running.clone(),
+        );
+        tokio::spawn(async move {
+            let mut sink = NatsSink { client, inbox };
+            let ctx = Context::new(request_id.clone(), token);
+            drive(handler, msg.payload, ctx, metrics.as_ref(), &mut sink).await;
+            running.lock().remove(&request_id);
+        });
+    }
+}
+
+async fn serve_cancels(
+    mut cancels: async_nats::Subscriber,
+    running: Running,
+    stop: CancellationToken,
+) {
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => break,
+            msg = cancels.next() => match msg { Some(m) => m, None => break },
+        };
+        let id = String::from_utf8_lossy(&msg.payload);
+        if let Some(token) = running.lock().get(id.as_ref()) {
+            token.cancel();
+        }
+    }
+}
