@@ -8,19 +8,18 @@ import os
 import subprocess
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
+from conftest import dynamo_binary
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[4]
 TTFT_MS, ITL_MS = 40, 5
 
 
 @pytest.fixture(scope="module")
 def frontend() -> Iterator[str]:
-    binary = os.environ.get("DYNAMO_BIN", str(ROOT / "target" / "debug" / "dynamo"))
+    binary = str(dynamo_binary())
     env = {**os.environ, "DYN_SYSTEM_PORT": "0", "RUST_LOG": "warn"}
     env.pop("NATS_SERVER", None)
     proc = subprocess.Popen(
