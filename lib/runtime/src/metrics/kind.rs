@@ -3,6 +3,7 @@
 
 use super::sample::SeriesValue;
 use super::spec::{MetricSpec, PromType};
+use super::vec::Sealed as _;
 use super::vec::{CounterVec, GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, MetricVec};
 use prometheus::{Counter, Gauge, Histogram, IntCounter, IntGauge};
 
@@ -86,10 +87,10 @@ impl Handle {
     /// The value of a plain counter or gauge; `None` for histograms and vecs.
     pub(crate) fn number(&self) -> Option<SeriesValue<'static>> {
         match self {
-            Handle::Counter(m) => Some(SeriesValue::Float(m.get())),
-            Handle::Gauge(m) => Some(SeriesValue::Float(m.get())),
-            Handle::IntCounter(m) => Some(SeriesValue::Int(i128::from(m.get()))),
-            Handle::IntGauge(m) => Some(SeriesValue::Int(i128::from(m.get()))),
+            Handle::Counter(m) => m.number(),
+            Handle::Gauge(m) => m.number(),
+            Handle::IntCounter(m) => m.number(),
+            Handle::IntGauge(m) => m.number(),
             _ => None,
         }
     }

@@ -18,12 +18,11 @@ pub(crate) struct Origin {
     pub automatic: bool,
 }
 
-/// One series (or one vec of series) of a family.
+/// One series (or one vec of series) of a family. What a scrape reads is
+/// kept inline, the rest behind a pointer, so that the walk over thousands
+/// of series touches as few cache lines as it can.
 pub(crate) struct Series {
     pub scope: ScopePath,
-    /// Automatic and user constant labels, sorted by name.
-    pub const_labels: Vec<(String, String)>,
-    pub var_labels: Vec<String>,
     /// The constant labels as exposed: `a="x",b="y"` (escaped), empty if none.
     pub label_text: String,
     pub handle: Handle,
@@ -31,6 +30,15 @@ pub(crate) struct Series {
     /// this same series when a user metric and an automatic endpoint metric
     /// coincide: the series is exposed once, with the sum of every handle.
     pub aliases: Vec<Handle>,
+    /// What only registration reads.
+    pub meta: Box<SeriesMeta>,
+}
+
+/// The part of a [`Series`] that registration reads and scrapes do not.
+pub(crate) struct SeriesMeta {
+    /// Automatic and user constant labels, sorted by name.
+    pub const_labels: Vec<(String, String)>,
+    pub var_labels: Vec<String>,
     /// Where it was created.
     pub origin: Origin,
     /// Whether the coincidence with an automatic metric was logged already.
@@ -78,7 +86,7 @@ impl Store {
             if let Some(at) = family
                 .series
                 .iter()
-                .position(|s| s.const_labels == spec.const_labels)
+                .position(|s| s.meta.const_labels == spec.const_labels)
             {
                 return same_series::<M>(&mut family.series[at], &spec, origin);
             }
@@ -88,9 +96,9 @@ impl Store {
                     format!(
                         "series with labels {:?} and variable labels {:?} could repeat series of the one \
                          with labels {:?} and variable labels {:?}",
-                        spec.const_labels, spec.var_labels, clash.const_labels, clash.var_labels
+                        spec.const_labels, spec.var_labels, clash.meta.const_labels, clash.meta.var_labels
                     ),
-                    &clash.origin,
+                    &clash.meta.origin,
                 ));
             }
             let metric = build::<M>(&spec)?;
@@ -134,13 +142,15 @@ fn new_series(scope: &ScopePath, spec: MetricSpec, handle: Handle, origin: Origi
     );
     Series {
         scope: scope.clone(),
-        const_labels: spec.const_labels,
-        var_labels: spec.var_labels,
         label_text,
         handle,
         aliases: Vec::new(),
-        origin,
-        warned_automatic: false,
+        meta: Box::new(SeriesMeta {
+            const_labels: spec.const_labels,
+            var_labels: spec.var_labels,
+            origin,
+            warned_automatic: false,
+        }),
     }
 }
 
@@ -202,24 +212,24 @@ fn same_series<M: MetricKind>(
     spec: &MetricSpec,
     origin: Origin,
 ) -> Result<M, MetricsError> {
-    let automatic_pair = series.origin.automatic != origin.automatic;
-    if automatic_pair && !series.warned_automatic {
-        series.warned_automatic = true;
+    let automatic_pair = series.meta.origin.automatic != origin.automatic;
+    if automatic_pair && !series.meta.warned_automatic {
+        series.meta.warned_automatic = true;
         tracing::warn!(
             metric = %spec.name,
-            user_metric_at = %if origin.automatic { &series.origin.place } else { &origin.place },
+            user_metric_at = %if origin.automatic { &series.meta.origin.place } else { &origin.place },
             "the runtime already counts this metric for every served endpoint; \
              the user metric is the same series, so what it adds is added to the runtime's count"
         );
     }
-    if series.var_labels != spec.var_labels {
+    if series.meta.var_labels != spec.var_labels {
         return Err(conflict(
             spec,
             format!(
                 "this series exists already with variable labels {:?}, asked for {:?}",
-                series.var_labels, spec.var_labels
+                series.meta.var_labels, spec.var_labels
             ),
-            &series.origin,
+            &series.meta.origin,
         ));
     }
     if let Some(metric) = M::from_handle(&series.handle) {
@@ -228,18 +238,18 @@ fn same_series<M: MetricKind>(
     if let Some(metric) = series.aliases.iter().find_map(M::from_handle) {
         return Ok(metric);
     }
-    let plain = series.var_labels.is_empty() && series.handle.is_plain() && M::PLAIN;
+    let plain = series.meta.var_labels.is_empty() && series.handle.is_plain() && M::PLAIN;
     if !(automatic_pair && plain) {
         return Err(conflict(
             spec,
             format!(
                 "this series exists already as {} with variable labels {:?}, asked for {} with {:?}",
                 series.handle.kind_name(),
-                series.var_labels,
+                series.meta.var_labels,
                 M::NAME,
                 spec.var_labels
             ),
-            &series.origin,
+            &series.meta.origin,
         ));
     }
     let metric = build::<M>(spec)?;
@@ -259,12 +269,12 @@ fn may_collide(series: &Series, spec: &MetricSpec) -> bool {
         all.sort_unstable();
         all
     }
-    if names(&series.const_labels, &series.var_labels)
+    if names(&series.meta.const_labels, &series.meta.var_labels)
         != names(&spec.const_labels, &spec.var_labels)
     {
         return false;
     }
-    series.const_labels.iter().all(|(k, v)| {
+    series.meta.const_labels.iter().all(|(k, v)| {
         spec.const_labels
             .iter()
             .find(|(k2, _)| k2 == k)

@@ -4,6 +4,7 @@
 //! types, the parser and every encoder share them.
 
 /// Escapes a label value: `\` `"` and newline.
+#[inline]
 pub(crate) fn escape_label_value(out: &mut String, value: &str) {
     if !value.contains(['\\', '"', '\n']) {
         out.push_str(value);
@@ -31,6 +32,7 @@ pub(crate) fn escape_help(out: &mut String, help: &str) {
 }
 
 /// Writes `a="x",b="y"` (no braces).
+#[inline]
 pub(crate) fn write_label_pairs<'a>(
     out: &mut String,
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -48,6 +50,7 @@ pub(crate) fn write_label_pairs<'a>(
 
 /// Writes a sample value as Prometheus reads it: integers without a fraction,
 /// `+Inf`, `-Inf`, `NaN`.
+#[inline]
 pub(crate) fn write_f64(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NaN");
@@ -63,6 +66,7 @@ pub(crate) fn write_f64(out: &mut String, v: f64) {
 /// Writes the key of one sample, everything before its value:
 /// `name<suffix>{labels[,le="x"]}`, or `name<suffix>` without labels.
 /// `labels` is escaped already (see [`write_label_pairs`]).
+#[inline]
 pub(crate) fn write_sample_key(
     out: &mut String,
     name: &str,
@@ -89,6 +93,7 @@ pub(crate) fn write_sample_key(
 }
 
 /// Writes an integer.
+#[inline]
 pub(crate) fn write_int<I: itoa::Integer>(out: &mut String, v: I) {
     out.push_str(itoa::Buffer::new().format(v));
 }

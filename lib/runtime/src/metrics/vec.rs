@@ -9,11 +9,11 @@
 //! reads the children directly instead of building a snapshot of every
 //! child; and a wrong number of label values never panics.
 
-use super::sample::{RawLabels, SeriesLabels, SeriesValue};
+use super::sample::SeriesValue;
 use super::spec::MetricSpec;
 use super::text;
 use crate::MetricsError;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use prometheus::core::Metric as _;
 use prometheus::{Counter, Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, Opts};
 use std::collections::hash_map::Entry;
@@ -43,6 +43,8 @@ mod sealed {
         fn new_child(name: &str, help: &str, buckets: &[f64]) -> prometheus::Result<Self>;
         /// Calls `f` with the current value.
         fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R;
+        /// The current value of a counter or gauge; `None` for a histogram.
+        fn number(&self) -> Option<SeriesValue<'static>>;
     }
 }
 
@@ -61,6 +63,9 @@ impl Sealed for Counter {
     fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R {
         f(SeriesValue::Float(self.get()))
     }
+    fn number(&self) -> Option<SeriesValue<'static>> {
+        Some(SeriesValue::Float(self.get()))
+    }
 }
 
 impl Sealed for Gauge {
@@ -69,6 +74,9 @@ impl Sealed for Gauge {
     }
     fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R {
         f(SeriesValue::Float(self.get()))
+    }
+    fn number(&self) -> Option<SeriesValue<'static>> {
+        Some(SeriesValue::Float(self.get()))
     }
 }
 
@@ -79,6 +87,9 @@ impl Sealed for IntCounter {
     fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R {
         f(SeriesValue::Int(i128::from(self.get())))
     }
+    fn number(&self) -> Option<SeriesValue<'static>> {
+        Some(SeriesValue::Int(i128::from(self.get())))
+    }
 }
 
 impl Sealed for IntGauge {
@@ -87,6 +98,9 @@ impl Sealed for IntGauge {
     }
     fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R {
         f(SeriesValue::Int(i128::from(self.get())))
+    }
+    fn number(&self) -> Option<SeriesValue<'static>> {
+        Some(SeriesValue::Int(i128::from(self.get())))
     }
 }
 
@@ -97,6 +111,9 @@ impl Sealed for Histogram {
     fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R {
         let snapshot = self.metric();
         f(SeriesValue::Histogram(snapshot.get_histogram()))
+    }
+    fn number(&self) -> Option<SeriesValue<'static>> {
+        None
     }
 }
 
@@ -155,6 +172,16 @@ struct VecCore<M> {
 struct Children<M> {
     by_hash: HashMap<u64, Child<M>, BuildHasherDefault<PreHashed>>,
     collided: Vec<(u64, Child<M>)>,
+    /// The children in label order, kept from one scrape to the next and
+    /// dropped by every insert and removal: a scrape sorts only after a change.
+    order: Mutex<Option<Vec<Slot>>>,
+}
+
+/// Where one child is: in the map under its hash, or at an index of `collided`.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Map(u64),
+    Collided(usize),
 }
 
 impl<M> Default for Children<M> {
@@ -162,6 +189,7 @@ impl<M> Default for Children<M> {
         Self {
             by_hash: HashMap::default(),
             collided: Vec::new(),
+            order: Mutex::new(None),
         }
     }
 }
@@ -181,6 +209,7 @@ impl<M: Clone> Children<M> {
     }
 
     fn insert(&mut self, hash: u64, child: Child<M>) {
+        *self.order.get_mut() = None;
         match self.by_hash.entry(hash) {
             Entry::Occupied(_) => self.collided.push((hash, child)),
             Entry::Vacant(slot) => {
@@ -190,6 +219,7 @@ impl<M: Clone> Children<M> {
     }
 
     fn remove<V: AsRef<str>>(&mut self, hash: u64, values: &[V]) -> bool {
+        *self.order.get_mut() = None;
         if let Some(at) = self
             .collided
             .iter()
@@ -218,10 +248,32 @@ impl<M: Clone> Children<M> {
         self.by_hash.len() + self.collided.len()
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Child<M>> {
-        self.by_hash
-            .values()
-            .chain(self.collided.iter().map(|(_, c)| c))
+    fn get(&self, slot: Slot) -> Option<&Child<M>> {
+        match slot {
+            Slot::Map(hash) => self.by_hash.get(&hash),
+            Slot::Collided(i) => self.collided.get(i).map(|(_, c)| c),
+        }
+    }
+
+    /// Every child, sorted by labels.
+    fn sorted(&self) -> Vec<&Child<M>> {
+        let mut order = self.order.lock();
+        let order = order.get_or_insert_with(|| {
+            let mut slots: Vec<(&str, Slot)> = self
+                .by_hash
+                .iter()
+                .map(|(h, c)| (c.labels.as_str(), Slot::Map(*h)))
+                .chain(
+                    self.collided
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, c))| (c.labels.as_str(), Slot::Collided(i))),
+                )
+                .collect();
+            slots.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            slots.into_iter().map(|(_, slot)| slot).collect()
+        });
+        order.iter().filter_map(|slot| self.get(*slot)).collect()
     }
 }
 
@@ -437,22 +489,42 @@ impl<M: VecChild> MetricVec<M> {
         self.core.detached.clone()
     }
 
-    /// Calls `f` with every child and its labels, sorted by labels.
-    pub(crate) fn for_each_sorted(&self, mut f: impl FnMut(SeriesLabels<'_>, &M)) {
-        let core = &*self.core;
-        let children = core.children.read();
-        let mut sorted: Vec<&Child<M>> = children.iter().collect();
-        sorted.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-        for child in sorted {
-            let labels = SeriesLabels {
-                escaped: &child.labels,
-                raw: RawLabels::Child {
-                    consts: &core.const_labels,
-                    names: &core.label_names,
-                    values: &child.values,
-                },
-            };
-            f(labels, &child.metric);
+    /// Calls `f` with every child's labels (constant and variable, sorted by
+    /// name, escaped: `a="x",b="y"`) and value, sorted by labels.
+    pub(crate) fn for_each_sorted(&self, mut f: impl FnMut(&str, SeriesValue<'_>)) {
+        let children = self.core.children.read();
+        let sorted = children.sorted();
+        for_each_batched(
+            &sorted,
+            |c| c.metric.number(),
+            |c, number| match number {
+                Some(v) => f(&c.labels, v),
+                None => c.metric.with_value(|v| f(&c.labels, v)),
+            },
+        );
+    }
+}
+
+/// How many values [`for_each_batched`] reads before it writes any.
+const BATCH: usize = 16;
+
+/// Calls `each` on every item with its value from `read`, reading the values
+/// of [`BATCH`] items before handing any on. A scrape is bound by the cache
+/// misses of reading each metric's atomic; read back to back, the misses of a
+/// batch overlap, where between formatting one value and the next they would
+/// be taken one after another.
+pub(crate) fn for_each_batched<T>(
+    items: &[T],
+    read: impl Fn(&T) -> Option<SeriesValue<'static>>,
+    mut each: impl FnMut(&T, Option<SeriesValue<'static>>),
+) {
+    for chunk in items.chunks(BATCH) {
+        let mut values = [None; BATCH];
+        for (slot, item) in values.iter_mut().zip(chunk) {
+            *slot = read(item);
+        }
+        for (item, value) in chunk.iter().zip(values) {
+            each(item, value);
         }
     }
 }
@@ -469,15 +541,8 @@ mod tests {
     /// The children as the text encoder writes them.
     fn render<M: VecChild>(v: &MetricVec<M>) -> String {
         let mut out = String::new();
-        v.for_each_sorted(|labels, m| {
-            m.with_value(|value| {
-                crate::metrics::encoder::text::write_series(
-                    &mut out,
-                    v.name(),
-                    labels.escaped,
-                    value,
-                )
-            })
+        v.for_each_sorted(|labels, value| {
+            crate::metrics::encoder::text::write_series(&mut out, v.name(), labels, value)
         });
         out
     }
@@ -559,6 +624,39 @@ mod tests {
         assert_eq!(v.with_label_values(&["1", "2"]).get(), 1.0);
         by_name.insert("c", "3");
         assert!(v.get_metric_with(&by_name).is_err());
+    }
+
+    #[test]
+    fn sorted_order_follows_inserts_and_removals_between_scrapes() {
+        let v = IntGaugeVec::new(&spec(&["a"])).unwrap();
+        v.with_label_values(&["m"]).set(1);
+        v.with_label_values(&["c"]).set(2);
+        let first = render(&v);
+        assert!(first.find("a=\"c\"") < first.find("a=\"m\""), "{first}");
+        v.with_label_values(&["a"]).set(3);
+        v.with_label_values(&["z"]).set(4);
+        let labels = |out: &str| -> Vec<String> {
+            out.lines()
+                .map(|l| l[l.find("a=\"").unwrap() + 3..].chars().take(1).collect())
+                .collect()
+        };
+        assert_eq!(labels(&render(&v)), ["a", "c", "m", "z"]);
+        v.remove_label_values(&["c"]).unwrap();
+        assert_eq!(labels(&render(&v)), ["a", "m", "z"]);
+        // Children whose hashes collide are ordered with the rest.
+        let mut children: Children<u32> = Children::default();
+        let child = |l: &str, m| Child {
+            values: vec![l.to_owned()].into(),
+            labels: l.to_owned(),
+            metric: m,
+        };
+        children.insert(7, child("b", 1));
+        children.insert(7, child("a", 2));
+        children.insert(8, child("c", 3));
+        let order = |c: &Children<u32>| c.sorted().iter().map(|c| c.metric).collect::<Vec<_>>();
+        assert_eq!(order(&children), [2, 1, 3]);
+        assert!(children.remove(7, &["b"]));
+        assert_eq!(order(&children), [2, 3]);
     }
 
     #[test]

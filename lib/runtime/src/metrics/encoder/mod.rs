@@ -8,20 +8,23 @@ pub(crate) mod text;
 
 use super::expfmt::{ExternalFamilies, ParsedFamily, ParsedSample};
 use super::kind::Handle;
-use super::sample::{RawLabels, SeriesLabels, SeriesValue};
+use super::sample::SeriesValue;
 use super::scope::ScopePath;
 use super::spec::PromType;
 use super::store::{Family, Series, Store};
 use super::text as primitives;
-use super::vec::Sealed as _;
+use super::vec::{for_each_batched, Sealed as _};
 use std::collections::HashSet;
 
 /// One exposition format.
 pub(crate) trait Encoder {
     /// Starts a family: what comes before its first series.
     fn family(&mut self, name: &str, help: Option<&str>, prom_type: PromType);
-    /// One series of the family started last.
-    fn series(&mut self, name: &str, labels: SeriesLabels<'_>, value: SeriesValue<'_>);
+    /// One series of the family started last. `labels` is the series' label
+    /// set in canonical form, `a="x",b="y"`: sorted by name and escaped once,
+    /// when the series was created (the text formats write it as it is; a
+    /// binary format reads the pairs back from it).
+    fn series(&mut self, name: &str, labels: &str, value: SeriesValue<'_>);
     /// One sample a text callback handed in, of the family started last.
     fn external_sample(&mut self, sample: &ParsedSample);
 }
@@ -113,70 +116,65 @@ fn write_family<E: Encoder>(
     mut keys: Option<&mut HashSet<String>>,
 ) -> usize {
     let mut count = 0;
-    for series in family.series.iter().filter(|s| filter.contains(&s.scope)) {
+    for_each_batched(&family.series, plain_number, |series, number| {
+        if !filter.contains(&series.scope) {
+            return;
+        }
         if count == 0 {
             enc.family(name, Some(&family.help), family.prom_type);
         }
-        count += write_series(enc, name, series, keys.as_deref_mut());
-    }
+        let mut emit = |labels: &str, value: SeriesValue<'_>| {
+            if let Some(keys) = keys.as_deref_mut() {
+                collect_keys(keys, name, labels, value);
+            }
+            enc.series(name, labels, value);
+        };
+        count += match number {
+            Some(value) => {
+                emit(&series.label_text, value);
+                1
+            }
+            None => write_series(&mut emit, series),
+        };
+    });
     count
 }
 
-/// Writes one registered series (every child of a vec) and returns how many
-/// series that was.
-fn write_series<E: Encoder>(
-    enc: &mut E,
-    name: &str,
-    series: &Series,
-    mut keys: Option<&mut HashSet<String>>,
-) -> usize {
-    let mut emit = |labels: SeriesLabels<'_>, value: SeriesValue<'_>| {
-        if let Some(keys) = keys.as_deref_mut() {
-            collect_keys(keys, name, labels.escaped, value);
-        }
-        enc.series(name, labels, value);
-    };
-    let plain = SeriesLabels {
-        escaped: &series.label_text,
-        raw: RawLabels::Const(&series.const_labels),
-    };
+/// The value of a plain counter or gauge (summed over its aliases); `None`
+/// for histograms and vecs.
+fn plain_number(series: &Series) -> Option<SeriesValue<'static>> {
+    if series.aliases.is_empty() {
+        series.handle.number()
+    } else {
+        Some(sum(&series.handle, &series.aliases))
+    }
+}
+
+/// Writes a histogram or every child of a vec, and returns how many series
+/// that was.
+fn write_series(emit: &mut impl FnMut(&str, SeriesValue<'_>), series: &Series) -> usize {
+    let labels = series.label_text.as_str();
     let mut children = 0;
+    let mut child = |l: &str, v: SeriesValue<'_>| {
+        children += 1;
+        emit(l, v);
+    };
     match &series.handle {
-        handle if !series.aliases.is_empty() => {
-            emit(plain, sum(handle, &series.aliases));
+        Handle::Histogram(m) => {
+            m.with_value(|v| emit(labels, v));
             return 1;
         }
-        Handle::Counter(m) => m.with_value(|v| emit(plain, v)),
-        Handle::Gauge(m) => m.with_value(|v| emit(plain, v)),
-        Handle::IntCounter(m) => m.with_value(|v| emit(plain, v)),
-        Handle::IntGauge(m) => m.with_value(|v| emit(plain, v)),
-        Handle::Histogram(m) => m.with_value(|v| emit(plain, v)),
-        Handle::CounterVec(v) => v.for_each_sorted(|l, m| {
-            children += 1;
-            m.with_value(|v| emit(l, v))
-        }),
-        Handle::IntCounterVec(v) => v.for_each_sorted(|l, m| {
-            children += 1;
-            m.with_value(|v| emit(l, v))
-        }),
-        Handle::GaugeVec(v) => v.for_each_sorted(|l, m| {
-            children += 1;
-            m.with_value(|v| emit(l, v))
-        }),
-        Handle::IntGaugeVec(v) => v.for_each_sorted(|l, m| {
-            children += 1;
-            m.with_value(|v| emit(l, v))
-        }),
-        Handle::HistogramVec(v) => v.for_each_sorted(|l, m| {
-            children += 1;
-            m.with_value(|v| emit(l, v))
-        }),
+        Handle::CounterVec(v) => v.for_each_sorted(&mut child),
+        Handle::IntCounterVec(v) => v.for_each_sorted(&mut child),
+        Handle::GaugeVec(v) => v.for_each_sorted(&mut child),
+        Handle::IntGaugeVec(v) => v.for_each_sorted(&mut child),
+        Handle::HistogramVec(v) => v.for_each_sorted(&mut child),
+        Handle::Counter(_) | Handle::Gauge(_) | Handle::IntCounter(_) | Handle::IntGauge(_) => {
+            // Plain numbers are written by the caller from `plain_number`.
+            return 0;
+        }
     }
-    if series.handle.is_plain() {
-        1
-    } else {
-        children
-    }
+    children
 }
 
 /// The value of a series held by several handles (integer and float): their

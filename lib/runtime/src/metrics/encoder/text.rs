@@ -5,7 +5,7 @@
 
 use super::Encoder;
 use crate::metrics::expfmt::ParsedSample;
-use crate::metrics::sample::{SeriesLabels, SeriesValue};
+use crate::metrics::sample::SeriesValue;
 use crate::metrics::spec::PromType;
 use crate::metrics::text::{escape_help, write_f64, write_int, write_sample_key};
 use prometheus::proto;
@@ -50,10 +50,12 @@ impl Encoder for TextEncoder {
         out.push('\n');
     }
 
-    fn series(&mut self, name: &str, labels: SeriesLabels<'_>, value: SeriesValue<'_>) {
-        write_series(&mut self.out, name, labels.escaped, value);
+    #[inline]
+    fn series(&mut self, name: &str, labels: &str, value: SeriesValue<'_>) {
+        write_series(&mut self.out, name, labels, value);
     }
 
+    #[inline]
     fn external_sample(&mut self, sample: &ParsedSample) {
         let out = &mut self.out;
         out.push_str(&sample.key);
@@ -68,6 +70,7 @@ impl Encoder for TextEncoder {
 }
 
 /// Writes the sample lines of one series; `labels` escaped already.
+#[inline]
 pub(crate) fn write_series(out: &mut String, name: &str, labels: &str, value: SeriesValue<'_>) {
     match value {
         SeriesValue::Float(v) => {
@@ -84,11 +87,13 @@ pub(crate) fn write_series(out: &mut String, name: &str, labels: &str, value: Se
     }
 }
 
+#[inline]
 fn write_key(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<f64>) {
     write_sample_key(out, name, suffix, labels, le);
     out.push(' ');
 }
 
+#[inline]
 fn write_histogram(out: &mut String, name: &str, labels: &str, h: &proto::Histogram) {
     for bucket in h.get_bucket() {
         write_key(out, name, "_bucket", labels, Some(bucket.upper_bound()));
