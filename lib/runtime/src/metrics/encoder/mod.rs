@@ -215,3 +215,102 @@ fn collect_keys(keys: &mut HashSet<String>, name: &str, labels: &str, value: Ser
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::text::TextEncoder;
+    use super::*;
+    use crate::metrics::expfmt;
+    use crate::metrics::spec::MetricSpec;
+    use crate::metrics::store::Origin;
+    use crate::metrics::vec::IntCounterVec;
+    use prometheus::{Counter, Histogram};
+
+    fn spec(name: &str, labels: &[(&str, &str)], var: &[&str], buckets: &[f64]) -> MetricSpec {
+        MetricSpec {
+            name: name.to_owned(),
+            help: "h".to_owned(),
+            const_labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            var_labels: var.iter().map(|s| (*s).to_owned()).collect(),
+            buckets: buckets.to_vec(),
+        }
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            place: "test".to_owned(),
+            automatic: false,
+        }
+    }
+
+    fn external(text: &str) -> ExternalFamilies {
+        let mut all = ExternalFamilies::default();
+        assert!(all.merge(expfmt::parse(text).unwrap()).is_empty());
+        all
+    }
+
+    #[test]
+    fn counts_what_it_wrote_merges_callback_samples_and_reports_conflicts() {
+        let store = Store::default();
+        let root = ScopePath::root();
+        let ns = root.child("ns");
+        store
+            .get_or_create::<Counter>(&ns, spec("a_total", &[("x", "1")], &[], &[]), origin())
+            .unwrap()
+            .inc_by(2.0);
+        let vec = store
+            .get_or_create::<IntCounterVec>(&root, spec("b_total", &[], &["k"], &[]), origin())
+            .unwrap();
+        vec.with_label_values(&["p"]).inc();
+        vec.with_label_values(&["q"]).inc();
+        store
+            .get_or_create::<Histogram>(&root, spec("c_seconds", &[], &[], &[1.0]), origin())
+            .unwrap()
+            .observe(0.5);
+        let ext = external(
+            "# TYPE a_total counter\na_total{x=\"1\"} 9\na_total{x=\"2\"} 3\n\
+             # TYPE c_seconds gauge\nc_seconds 1\n# TYPE d gauge\nd 4\n",
+        );
+        let mut conflicts = Vec::new();
+        let mut enc = TextEncoder::default();
+        let written = encode(&mut enc, &store, &root, ext, |f| {
+            conflicts.push(f.to_owned())
+        });
+        let out = enc.finish();
+        assert_eq!(conflicts, ["c_seconds"]);
+        assert_eq!(
+            written,
+            Written {
+                families: 4,
+                series: 4
+            }
+        );
+        assert!(
+            out.contains("a_total{x=\"1\"} 2\n"),
+            "ours kept over the repeat: {out}"
+        );
+        assert!(!out.contains("a_total{x=\"1\"} 9"), "{out}");
+        assert!(out.contains("a_total{x=\"2\"} 3\n"), "theirs joined: {out}");
+        assert!(out.contains("c_seconds_bucket{le=\"1\"} 1\n") && !out.contains("c_seconds 1"));
+        assert!(
+            out.contains("b_total{k=\"p\"} 1\nb_total{k=\"q\"} 1\n"),
+            "{out}"
+        );
+        assert!(out.contains("# TYPE d gauge\nd 4\n"), "{out}");
+        // A scope filter leaves out what lies elsewhere; the callback's family then stands alone.
+        let mut enc = TextEncoder::default();
+        let other = root.child("other");
+        let written = encode(&mut enc, &store, &other, external("a_total 1\n"), |_| {});
+        assert_eq!(
+            written,
+            Written {
+                families: 1,
+                series: 0
+            }
+        );
+        assert_eq!(enc.finish(), "# TYPE a_total untyped\na_total 1\n");
+    }
+}
