@@ -18,9 +18,8 @@ pub(crate) struct Origin {
     pub automatic: bool,
 }
 
-/// One series (or one vec of series) of a family. What a scrape reads is
-/// kept inline, the rest behind a pointer, so that the walk over thousands
-/// of series touches as few cache lines as it can.
+/// One series (or one vec of series) of a family: what a scrape reads, and
+/// what only registration reads ([`SeriesMeta`]).
 pub(crate) struct Series {
     pub scope: ScopePath,
     /// The constant labels as exposed: `a="x",b="y"` (escaped), empty if none.
@@ -31,7 +30,7 @@ pub(crate) struct Series {
     /// coincide: the series is exposed once, with the sum of every handle.
     pub aliases: Vec<Handle>,
     /// What only registration reads.
-    pub meta: Box<SeriesMeta>,
+    pub meta: SeriesMeta,
 }
 
 /// The part of a [`Series`] that registration reads and scrapes do not.
@@ -145,12 +144,12 @@ fn new_series(scope: &ScopePath, spec: MetricSpec, handle: Handle, origin: Origi
         label_text,
         handle,
         aliases: Vec::new(),
-        meta: Box::new(SeriesMeta {
+        meta: SeriesMeta {
             const_labels: spec.const_labels,
             var_labels: spec.var_labels,
             origin,
             warned_automatic: false,
-        }),
+        },
     }
 }
 
