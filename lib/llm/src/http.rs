@@ -81,6 +81,16 @@ impl std::fmt::Debug for Frontend {
 }
 
 impl Frontend {
+    /// The `model` label value for a model named by a request: the name when
+    /// it is served, else [`UNKNOWN_MODEL`] (names from requests are untrusted).
+    async fn model_label<'a>(&self, model: &'a str) -> &'a str {
+        if self.registry.get(model).await.is_some() {
+            model
+        } else {
+            UNKNOWN_MODEL
+        }
+    }
+
     /// A frontend on `drt` routing the models of `registry`.
     pub fn new(
         drt: DistributedRuntime,
@@ -216,52 +226,52 @@ async fn read_body(fe: &Frontend, body: Body, endpoint: &'static str) -> Result<
         })
 }
 
-/// Parses a request body; on failure, the error response (labelled with the
-/// model the body names, when it names one).
-#[allow(clippy::result_large_err)]
-fn parse_body<T: serde::de::DeserializeOwned>(
-    fe: &Frontend,
-    bytes: &[u8],
-    endpoint: &'static str,
-) -> Result<T, Response> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        invalid(
-            fe,
-            UNKNOWN_MODEL,
-            endpoint,
-            false,
-            format!("invalid request body: {e}"),
-        )
+/// A request body that did not parse: what the error response and its
+/// metrics need.
+struct Unparsed {
+    /// The model the body names, if it is JSON with a `model` string.
+    model: Option<String>,
+    stream: bool,
+    message: String,
+}
+
+/// Parses a request body.
+fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Unparsed> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| Unparsed {
+        model: None,
+        stream: false,
+        message: format!("invalid request body: {e}"),
     })?;
     let model = value
         .get("model")
         .and_then(Value::as_str)
-        .unwrap_or(UNKNOWN_MODEL)
-        .to_owned();
+        .map(str::to_owned);
     let stream = value
         .get("stream")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    serde_json::from_value(value).map_err(|e| {
-        invalid(
-            fe,
-            &model,
-            endpoint,
-            stream,
-            format!("invalid request: {e}"),
-        )
+    serde_json::from_value(value).map_err(|e| Unparsed {
+        model,
+        stream,
+        message: format!("invalid request: {e}"),
     })
 }
 
-fn invalid(
+/// Counts an invalid request (under its model only if that model is served)
+/// and answers 400.
+async fn invalid(
     fe: &Frontend,
-    model: &str,
+    model: Option<&str>,
     endpoint: &'static str,
     stream: bool,
     message: String,
 ) -> Response {
+    let label = match model {
+        Some(m) => fe.model_label(m).await,
+        None => UNKNOWN_MODEL,
+    };
     fe.metrics.rejected(
-        model,
+        label,
         endpoint,
         request_type(stream),
         error_type::INVALID_REQUEST,
@@ -282,7 +292,10 @@ async fn read_request<T: serde::de::DeserializeOwned>(
     endpoint: &'static str,
 ) -> Result<T, Response> {
     let bytes = read_body(fe, body, endpoint).await?;
-    parse_body(fe, &bytes, endpoint)
+    match parse_body(&bytes) {
+        Ok(request) => Ok(request),
+        Err(u) => Err(invalid(fe, u.model.as_deref(), endpoint, u.stream, u.message).await),
+    }
 }
 
 async fn chat_completions(State(fe): State<Arc<Frontend>>, body: Body) -> Response {
@@ -294,11 +307,12 @@ async fn chat_completions(State(fe): State<Arc<Frontend>>, body: Body) -> Respon
     if req.messages.is_empty() {
         return invalid(
             &fe,
-            &req.model,
+            Some(&req.model),
             CHAT,
             req.stream,
             "messages must not be empty".to_owned(),
-        );
+        )
+        .await;
     }
     let job = Job {
         prompt: Preprocessor::apply_chat_template(&req.messages),
@@ -337,15 +351,20 @@ async fn generate(fe: Arc<Frontend>, job: Job) -> Response {
     if max_tokens == 0 || max_tokens > limit {
         return invalid(
             &fe,
-            &job.model,
+            Some(&job.model),
             job.endpoint,
             job.stream,
             format!("max_tokens must be between 1 and {limit}, got {max_tokens}"),
-        );
+        )
+        .await;
     }
     let Some(entry) = fe.registry.get(&job.model).await else {
-        fe.metrics
-            .rejected(&job.model, job.endpoint, rtype, error_type::MODEL_NOT_FOUND);
+        fe.metrics.rejected(
+            UNKNOWN_MODEL,
+            job.endpoint,
+            rtype,
+            error_type::MODEL_NOT_FOUND,
+        );
         return error_response(
             StatusCode::NOT_FOUND,
             "invalid_request_error",

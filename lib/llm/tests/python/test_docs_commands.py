@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, dynamo_binary, tool
+from llm_support import ROOT, dynamo_binary, tool
 
 MARK = "<!-- runnable -->"
 BLOCK = re.compile(re.escape(MARK) + r"\s*\n```(?:bash|sh)\n(.*?)```", re.S)

@@ -120,8 +120,11 @@ pub mod frontend {
     /// Label of [`REQUEST_ERRORS_TOTAL`]: one of [`error_type`].
     pub const ERROR_TYPE: &str = "error_type";
 
-    /// The `model` value of a request rejected before it named a model
-    /// (a body too large, or not JSON).
+    /// The `model` value of a request that names no model this deployment
+    /// serves (a body too large or not JSON, no `model` field, or a model
+    /// that is not served): a name from a request becomes a label value only
+    /// when it names a served model, so what clients send cannot grow the
+    /// number of series.
     pub const UNKNOWN_MODEL: &str = "unknown";
 
     /// Values of the [`ENDPOINT`] label.
