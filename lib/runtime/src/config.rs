@@ -14,6 +14,11 @@ pub const ENV_SYSTEM_ADVERTISE_HOST: &str = "DYN_SYSTEM_ADVERTISE_HOST";
 /// Default of [`ENV_SYSTEM_HOST`].
 pub const DEFAULT_SYSTEM_HOST: &str = "0.0.0.0";
 
+/// Environment variable: how many series a labelled family holds before it
+/// sends new label sets to its overflow series (default
+/// [`crate::prometheus_names::series_limit::DEFAULT`]).
+pub const ENV_METRICS_SERIES_LIMIT: &str = "DYN_METRICS_SERIES_LIMIT";
+
 /// Environment variable: URL of the NATS server; when set, the request plane
 /// is NATS (requests and instance discovery across processes), else in-process.
 pub const ENV_NATS_SERVER: &str = "NATS_SERVER";
@@ -69,11 +74,14 @@ pub struct RuntimeConfig {
     /// The host published for Prometheus service discovery
     /// ([`ENV_SYSTEM_ADVERTISE_HOST`]); `None` derives it from the bound address.
     pub advertise_host: Option<String>,
+    /// The series limit of every labelled family ([`ENV_METRICS_SERIES_LIMIT`]);
+    /// `None` is [`crate::prometheus_names::series_limit::DEFAULT`].
+    pub metrics_series_limit: Option<usize>,
 }
 
 impl RuntimeConfig {
-    /// Reads `DYN_SYSTEM_PORT`, `DYN_SYSTEM_HOST`, `DYN_SYSTEM_ADVERTISE_HOST`
-    /// and `NATS_SERVER`.
+    /// Reads `DYN_SYSTEM_PORT`, `DYN_SYSTEM_HOST`, `DYN_SYSTEM_ADVERTISE_HOST`,
+    /// `DYN_METRICS_SERIES_LIMIT` and `NATS_SERVER`.
     pub fn from_env() -> Result<Self, RuntimeError> {
         Self::from_lookup(|var| std::env::var(var).ok())
     }
@@ -106,11 +114,27 @@ impl RuntimeConfig {
         let advertise_host = lookup(ENV_SYSTEM_ADVERTISE_HOST)
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty());
+        let metrics_series_limit = match lookup(ENV_METRICS_SERIES_LIMIT) {
+            Some(v) if !v.trim().is_empty() => Some(parse_series_limit(&v)?),
+            _ => None,
+        };
         Ok(Self {
             system_server,
             request_plane,
             advertise_host,
+            metrics_series_limit,
         })
+    }
+}
+
+fn parse_series_limit(value: &str) -> Result<usize, RuntimeError> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(RuntimeError::InvalidEnv {
+            var: ENV_METRICS_SERIES_LIMIT,
+            value: value.to_owned(),
+            reason: "expected a number of series, at least 1",
+        }),
     }
 }
 
@@ -155,6 +179,24 @@ mod tests {
             config(None, None).unwrap().request_plane,
             RequestPlaneConfig::InProcess
         );
+    }
+
+    #[test]
+    fn series_limit_values() {
+        let limit = |v: &str| {
+            RuntimeConfig::from_lookup(|var| {
+                (var == ENV_METRICS_SERIES_LIMIT).then(|| v.to_owned())
+            })
+        };
+        assert_eq!(limit(" 50 ").unwrap().metrics_series_limit, Some(50));
+        assert_eq!(limit("").unwrap().metrics_series_limit, None);
+        for bad in ["0", "-1", "many", "1.5"] {
+            let e = limit(bad).unwrap_err().to_string();
+            assert!(
+                e.contains(ENV_METRICS_SERIES_LIMIT) && e.contains(&format!("{bad:?}")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -59,6 +59,14 @@ pub enum MetricsError {
         /// What was expected and what was given.
         reason: String,
     },
+    /// A series limit that is not at least 1.
+    #[error("metric {metric:?}: invalid series limit {limit}: at least 1 series")]
+    InvalidSeriesLimit {
+        /// The exposed metric name.
+        metric: String,
+        /// The limit given.
+        limit: usize,
+    },
     /// A creation that disagrees with an earlier one of the same family.
     #[error(
         "metric family {family:?} conflicts with an earlier registration: {difference}; \

@@ -99,7 +99,10 @@ impl DistributedRuntime {
                 AsyncRuntime::Owned(Some(rt), handle)
             }
         };
-        let registry = Arc::new(Registry::new(start)?);
+        let series_limit = config
+            .metrics_series_limit
+            .unwrap_or(crate::prometheus_names::series_limit::DEFAULT);
+        let registry = Arc::new(Registry::new(start, series_limit)?);
         let health = Arc::new(Health::default());
         let system_server = match &config.system_server {
             SystemServerConfig::Disabled => None,

@@ -607,3 +607,58 @@ fn differing_help_is_a_warning_logged_once_and_the_first_help_is_kept() {
         .create_gauge("jobs_total", "Jobs", &[])
         .is_err());
 }
+
+#[test]
+fn a_full_family_overflows_into_one_series_counts_refusals_and_stays_valid() {
+    let drt = dynamo_runtime::DistributedRuntime::from_config(dynamo_runtime::RuntimeConfig {
+        metrics_series_limit: Some(4),
+        ..Default::default()
+    })
+    .unwrap();
+    let ep = drt.namespace("ns").component("c").endpoint("e");
+    let by_model = ep
+        .create_countervec("hits_total", "Hits", &["model", "zone"], &[])
+        .unwrap();
+    assert_eq!(by_model.series_limit(), 4);
+    let ((), logs) = warnings_during(|| {
+        for i in 0..1000 {
+            // Hostile values too: they must never reach the output past the limit.
+            by_model
+                .with_label_values(&[format!("m{i}\r\u{2028}"), "z".to_owned()])
+                .inc();
+        }
+    });
+    assert_eq!(logs.matches("holds its series limit").count(), 1, "{logs}");
+    let text = drt.prometheus_metrics_fmt().unwrap();
+    let p = parse(&text);
+    let at = |model: &'static str, zone: &'static str| {
+        [
+            (NS, "ns"),
+            (COMP, "c"),
+            (EP, "e"),
+            ("model", model),
+            ("zone", zone),
+        ]
+    };
+    assert_eq!(p.samples_named("dynamo_component_hits_total").len(), 5);
+    let overflow = p.value(
+        "dynamo_component_hits_total",
+        &at("__overflow__", "__overflow__"),
+    );
+    assert_eq!(overflow, Some(996.0), "{text}");
+    // The first four kept their series; a carriage return and U+2028 read
+    // back as visible text, and the whole scrape parsed (promtool and
+    // prometheus_client, in `parse`).
+    assert_eq!(
+        p.value("dynamo_component_hits_total", &at(r"m3\u000d\u2028", "z")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        p.value(
+            "dynamo_component_metrics_series_refused_total",
+            &[("metric", "dynamo_component_hits_total")]
+        ),
+        Some(996.0)
+    );
+}

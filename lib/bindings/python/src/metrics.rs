@@ -287,6 +287,17 @@ macro_rules! vec_metric {
             fn variable_labels(&self) -> Vec<String> {
                 self.core.vec.label_names().to_vec()
             }
+            /// How many series this family holds before new label sets go to
+            /// its overflow series (every variable label `__overflow__`).
+            fn series_limit(&self) -> usize {
+                self.core.vec.series_limit()
+            }
+            /// Sets the series limit of this family (at least 1). Past it, new
+            /// label sets go to the overflow series and are counted in
+            /// `dynamo_component_metrics_series_refused_total`.
+            fn set_series_limit(&self, limit: usize) -> PyResult<()> {
+                self.core.vec.set_series_limit(limit).map_err(value_error)
+            }
             /// Removes the series of these label values.
             fn remove(&self, labels: &Bound<'_, PyDict>) -> PyResult<()> {
                 let values: Vec<String> = self

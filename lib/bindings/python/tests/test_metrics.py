@@ -201,3 +201,29 @@ def test_bad_input_raises_value_or_type_error(drt: DistributedRuntime) -> None:
         m.create_counter(123, "h")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="length 2"):
         m.create_counter("w_total", "h", [("a",)])  # type: ignore[list-item]
+
+
+def test_series_limit_sends_new_label_sets_to_the_overflow_series(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DYN_SYSTEM_PORT", "0")
+    monkeypatch.setenv("DYN_SYSTEM_HOST", "127.0.0.1")
+    monkeypatch.setenv("DYN_METRICS_SERIES_LIMIT", "3")
+    drt = DistributedRuntime()
+    by_user = ep(drt).metrics.create_intcountervec("logins_total", "Logins", ["user"])
+    assert by_user.series_limit() == 3  # the process's limit
+    for i in range(10):
+        by_user.inc({"user": f"u{i}"})
+    s = scrape(drt)
+    users = {k[1] for k in s.samples if k[0] == "dynamo_component_logins_total"}
+    assert len(users) == 4, users  # three series and the overflow series
+    assert s.value("dynamo_component_logins_total", user="__overflow__", **EP) == 7
+    assert s.value("dynamo_component_metrics_series_refused_total", metric="dynamo_component_logins_total") == 7
+    # Per family: a larger limit makes room; existing series keep counting.
+    by_user.set_series_limit(5)
+    by_user.inc({"user": "u3"})
+    by_user.inc({"user": "u0"})
+    assert by_user.get({"user": "u3"}) == 1 and by_user.get({"user": "u0"}) == 2
+    with pytest.raises(ValueError, match="series limit 0"):
+        by_user.set_series_limit(0)
+    monkeypatch.setenv("DYN_METRICS_SERIES_LIMIT", "none")
+    with pytest.raises(ValueError, match="DYN_METRICS_SERIES_LIMIT"):
+        DistributedRuntime()

@@ -222,6 +222,8 @@ impl MetricsScope {
             const_labels: all_const,
             var_labels: var_labels.iter().map(|s| (*s).to_owned()).collect(),
             buckets,
+            series_limit: self.registry.series_limit(),
+            on_refused: Some(self.registry.on_refused()),
         };
         let origin = Origin {
             place: format!("{} ({}:{})", self.path, location.file(), location.line()),

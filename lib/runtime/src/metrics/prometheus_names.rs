@@ -36,6 +36,8 @@ pub mod labels {
     pub const CALLBACK: &str = "callback";
     /// Label of [`super::callback::FAILURES_TOTAL`]: how it failed.
     pub const FAILURE: &str = "failure";
+    /// Label of [`super::series_limit::REFUSED_TOTAL`]: the family that refused.
+    pub const METRIC: &str = "metric";
 
     /// Label names Prometheus reserves for histogram and summary samples.
     pub const RESERVED: [&str; 2] = ["le", "quantile"];
@@ -205,6 +207,20 @@ pub mod callback {
     /// `failure` value: the text callback returned a family that conflicts with
     /// one already in the scrape (another type), so that family was dropped.
     pub const FAILURE_CONFLICT: &str = "conflict";
+}
+
+/// The series limit of every labelled family: past it, new label sets go to
+/// one overflow series, and the refusal is counted.
+pub mod series_limit {
+    /// Label sets refused by a full labelled family, by `metric` (the
+    /// family's name): each update that asked for a new series past the
+    /// limit counts once (counter).
+    pub const REFUSED_TOTAL: &str = "dynamo_component_metrics_series_refused_total";
+    /// Series a labelled family holds before it refuses new label sets,
+    /// unless set otherwise (`DYN_METRICS_SERIES_LIMIT`, or per family).
+    pub const DEFAULT: usize = 1000;
+    /// The value of every variable label of a family's overflow series.
+    pub const OVERFLOW_VALUE: &str = "__overflow__";
 }
 
 /// True for a valid Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.

@@ -4,15 +4,18 @@
 use super::callbacks::{self, Callback, FailureCounter};
 use super::encoder::{self, text::TextEncoder};
 use super::kind::MetricKind;
-use super::prometheus_names::{callback as cb_names, labels, runtime as rt_names};
+use super::prometheus_names::{
+    callback as cb_names, labels, runtime as rt_names, series_limit as limit_names,
+};
 use super::scope::ScopePath;
-use super::spec::MetricSpec;
+use super::spec::{MetricSpec, OnRefused};
 use super::store::{Origin, Store};
 use super::vec::IntCounterVec;
 use crate::MetricsError;
 use parking_lot::RwLock;
 use prometheus::Gauge;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The registry shared by every object of one runtime.
@@ -21,13 +24,18 @@ pub(crate) struct Registry {
     callbacks: RwLock<Vec<(ScopePath, Callback)>>,
     failures: FailureCounter,
     uptime: Gauge,
+    /// [`limit_names::REFUSED_TOTAL`].
+    refused: IntCounterVec,
+    series_limit: usize,
     start: Instant,
     /// Size of the last scrape, to size the next one's buffer.
     last_len: AtomicUsize,
 }
 
 impl Registry {
-    pub(crate) fn new(start: Instant) -> Result<Self, MetricsError> {
+    /// A registry whose labelled families hold `series_limit` series each
+    /// (unless set otherwise per family).
+    pub(crate) fn new(start: Instant, series_limit: usize) -> Result<Self, MetricsError> {
         let store = Store::default();
         let root = ScopePath::root();
         let uptime = store.get_or_create::<Gauge>(
@@ -35,9 +43,21 @@ impl Registry {
             MetricSpec {
                 name: rt_names::SYSTEM_UPTIME_SECONDS.to_owned(),
                 help: "Seconds since the DistributedRuntime was created".to_owned(),
-                const_labels: Vec::new(),
-                var_labels: Vec::new(),
-                buckets: Vec::new(),
+                ..MetricSpec::default()
+            },
+            built_in(),
+        )?;
+        // One series per labelled family that ever refused: bounded by the
+        // families the code creates, so this family itself has no limit.
+        let refused = store.get_or_create::<IntCounterVec>(
+            &root,
+            MetricSpec {
+                name: limit_names::REFUSED_TOTAL.to_owned(),
+                help: "Label sets refused by a labelled family that held its series limit, \
+                       by family (each refused update counts once)"
+                    .to_owned(),
+                var_labels: vec![labels::METRIC.to_owned()],
+                ..MetricSpec::default()
             },
             built_in(),
         )?;
@@ -48,9 +68,8 @@ impl Registry {
                     name: cb_names::FAILURES_TOTAL.to_owned(),
                     help: "Scrape-time metrics callbacks that failed, by callback kind and failure"
                         .to_owned(),
-                    const_labels: Vec::new(),
                     var_labels: vec![labels::CALLBACK.to_owned(), labels::FAILURE.to_owned()],
-                    buckets: Vec::new(),
+                    ..MetricSpec::default()
                 },
                 built_in(),
             )?,
@@ -61,9 +80,24 @@ impl Registry {
             callbacks: RwLock::new(Vec::new()),
             failures,
             uptime,
+            refused,
+            series_limit,
             start,
             last_len: AtomicUsize::new(4096),
         })
+    }
+
+    /// The series limit of a labelled family created now.
+    pub(crate) fn series_limit(&self) -> usize {
+        self.series_limit
+    }
+
+    /// What a full family calls to count a refused label set.
+    pub(crate) fn on_refused(&self) -> OnRefused {
+        let refused = self.refused.clone();
+        OnRefused(Arc::new(move |family: &str| {
+            refused.with_label_values(&[family]).inc();
+        }))
     }
 
     pub(crate) fn get_or_create<M: MetricKind>(

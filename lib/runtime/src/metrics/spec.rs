@@ -3,6 +3,19 @@
 
 use prometheus::{HistogramOpts, Opts};
 use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Called with a family's name each time the family refuses a new label set
+/// because it is full (the registry counts it).
+#[derive(Clone)]
+pub(crate) struct OnRefused(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl fmt::Debug for OnRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnRefused")
+    }
+}
 
 /// The Prometheus type of a family, as written on its `# TYPE` line. The
 /// registry creates the first three; text callbacks may hand in all five.
@@ -53,6 +66,25 @@ pub(crate) struct MetricSpec {
     pub var_labels: Vec<String>,
     /// Histogram buckets (resolved: never empty for a histogram).
     pub buckets: Vec<f64>,
+    /// A vec's series limit (see `MetricVec::set_series_limit`).
+    pub series_limit: usize,
+    /// Where a vec counts the label sets it refuses.
+    pub on_refused: Option<OnRefused>,
+}
+
+impl Default for MetricSpec {
+    /// No name, no labels, no limit: the fields a creation does not set.
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            help: String::new(),
+            const_labels: Vec::new(),
+            var_labels: Vec::new(),
+            buckets: Vec::new(),
+            series_limit: usize::MAX,
+            on_refused: None,
+        }
+    }
 }
 
 impl MetricSpec {

@@ -3,32 +3,53 @@
 //! the store (which escapes each series' labels once, at creation), the vec
 //! types, the parser and every encoder share them.
 
-/// Escapes a label value: `\` `"` and newline.
+/// True for a character the text format cannot carry as it is: a control
+/// character other than tab (the format escapes only newline), and the
+/// Unicode line and paragraph separators. Parsers that split the text into
+/// lines the way Python's `str.splitlines` does (client_python's) cut a
+/// line at `\r`, `\x0b`, `\x0c`, `\x1c`-`\x1e`, `\x85`, U+2028 and U+2029,
+/// and the Go parser refuses escapes other than `\\`, `\"` and `\n`.
 #[inline]
-pub(crate) fn escape_label_value(out: &mut String, value: &str) {
-    if !value.contains(['\\', '"', '\n']) {
-        out.push_str(value);
-        return;
-    }
-    for c in value.chars() {
+fn needs_escape(c: char) -> bool {
+    (c.is_control() && c != '\t') || c == '\u{2028}' || c == '\u{2029}'
+}
+
+/// Escapes `text`: `\` as `\\`, newline as `\n`, `"` as `\"` when
+/// `quote`, and every other character of [`needs_escape`] as the six
+/// characters `\\uXXXX` (an escaped backslash, then `uXXXX`): every parser
+/// reads the whole scrape, and the value reads back as that visible text.
+fn escape(out: &mut String, text: &str, quote: bool) {
+    for c in text.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
+            '"' if quote => out.push_str("\\\""),
             '\n' => out.push_str("\\n"),
+            c if needs_escape(c) => {
+                out.push_str("\\\\u");
+                let code = u32::from(c);
+                for shift in [12, 8, 4, 0] {
+                    let digit = (code >> shift) & 0xf;
+                    out.push(char::from_digit(digit, 16).unwrap_or('0'));
+                }
+            }
             c => out.push(c),
         }
     }
 }
 
-/// Escapes a help text: `\` and newline.
-pub(crate) fn escape_help(out: &mut String, help: &str) {
-    for c in help.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
+/// Escapes a label value (see [`escape`]).
+#[inline]
+pub(crate) fn escape_label_value(out: &mut String, value: &str) {
+    if !value.contains(|c: char| c == '\\' || c == '"' || c == '\n' || needs_escape(c)) {
+        out.push_str(value);
+        return;
     }
+    escape(out, value, true);
+}
+
+/// Escapes a help text: `\`, newline and the characters of [`needs_escape`].
+pub(crate) fn escape_help(out: &mut String, help: &str) {
+    escape(out, help, false);
 }
 
 /// Writes `a="x",b="y"` (no braces).
@@ -130,5 +151,19 @@ mod tests {
         let mut h = String::new();
         escape_help(&mut h, "a \"q\" \\ \n");
         assert_eq!(h, "a \"q\" \\\\ \\n");
+    }
+
+    #[test]
+    fn characters_that_break_a_line_for_some_parser_are_written_as_visible_text() {
+        let mut s = String::new();
+        escape_label_value(&mut s, "a\rb\u{2028}c\u{85}d\te\u{1}\u{7f}\u{2029}ü");
+        assert_eq!(
+            s,
+            r"a\\u000db\\u2028c\\u0085d".to_owned() + "\te" + r"\\u0001\\u007f\\u2029ü"
+        );
+        assert!(!s.contains(|c: char| needs_escape(c)));
+        let mut h = String::new();
+        escape_help(&mut h, "x\ry\"");
+        assert_eq!(h, r#"x\\u000dy""#);
     }
 }

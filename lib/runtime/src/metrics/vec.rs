@@ -9,8 +9,9 @@
 //! reads the children directly instead of building a snapshot of every
 //! child; and a wrong number of label values never panics.
 
+use super::prometheus_names::series_limit;
 use super::sample::SeriesValue;
-use super::spec::MetricSpec;
+use super::spec::{MetricSpec, OnRefused};
 use super::text;
 use crate::MetricsError;
 use parking_lot::{Mutex, RwLock};
@@ -19,6 +20,7 @@ use prometheus::{Counter, Gauge, Histogram, HistogramOpts, IntCounter, IntGauge,
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A counter with variable labels; children are [`prometheus::Counter`].
@@ -164,6 +166,11 @@ struct VecCore<M> {
     /// Handed out for updates with the wrong labels: counts, but is never exported.
     detached: M,
     children: RwLock<Children<M>>,
+    /// Children held before new label sets go to the overflow child.
+    limit: AtomicUsize,
+    on_refused: Option<OnRefused>,
+    /// Whether the first refusal was logged.
+    warned: AtomicBool,
 }
 
 /// Children by the hash of their values. The first child of a hash sits in
@@ -324,8 +331,47 @@ impl<M: VecChild> MetricVec<M> {
                 buckets: spec.buckets.clone(),
                 detached,
                 children: RwLock::new(Children::default()),
+                limit: AtomicUsize::new(spec.series_limit),
+                on_refused: spec.on_refused.clone(),
+                warned: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// How many series (children) this vec holds before it sends new label
+    /// sets to its overflow series: the runtime's limit
+    /// (`DYN_METRICS_SERIES_LIMIT`, default
+    /// [`series_limit::DEFAULT`](crate::prometheus_names::series_limit::DEFAULT))
+    /// unless set here.
+    pub fn series_limit(&self) -> usize {
+        self.core.limit.load(Ordering::Relaxed)
+    }
+
+    /// Sets the series limit of this family. Past it, an update with a new
+    /// label set goes to one overflow series, whose every variable label is
+    /// [`series_limit::OVERFLOW_VALUE`](crate::prometheus_names::series_limit::OVERFLOW_VALUE);
+    /// the refusal is counted in `dynamo_component_metrics_series_refused_total`
+    /// and logged once. Existing series keep counting. A limit of 0 is an error.
+    ///
+    /// ```
+    /// # let drt = dynamo_runtime::DistributedRuntime::new()?;
+    /// let by_user = drt.metrics().create_intcountervec("logins_total", "Logins", &["user"], &[])?;
+    /// by_user.set_series_limit(2)?;
+    /// for user in ["ann", "bob", "cy", "dee"] {
+    ///     by_user.with_label_values(&[user]).inc();
+    /// }
+    /// assert_eq!(by_user.with_label_values(&["__overflow__"]).get(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_series_limit(&self, limit: usize) -> Result<(), MetricsError> {
+        if limit == 0 {
+            return Err(MetricsError::InvalidSeriesLimit {
+                metric: self.core.name.clone(),
+                limit,
+            });
+        }
+        self.core.limit.store(limit, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The exposed name.
@@ -437,40 +483,44 @@ impl<M: VecChild> MetricVec<M> {
             .map(|c| c.metric.clone())
     }
 
+    /// Adds the child for `values` (the hot path found none), or, when the
+    /// vec is full, hands out its overflow child and counts the refusal.
     fn insert<V: AsRef<str>>(&self, hash: u64, values: &[V]) -> Result<M, MetricsError> {
         let core = &*self.core;
         let mut children = core.children.write();
         if let Some(c) = children.find(hash, values) {
             return Ok(c.metric.clone());
         }
-        let metric = M::new_child(&core.name, &core.help, &core.buckets).map_err(|source| {
-            MetricsError::Prometheus {
-                metric: core.name.clone(),
-                source,
-            }
-        })?;
-        let mut all: Vec<(&str, &str)> = core
-            .const_labels
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .chain(
-                core.label_names
-                    .iter()
-                    .map(String::as_str)
-                    .zip(values.iter().map(AsRef::as_ref)),
-            )
-            .collect();
-        all.sort_unstable_by_key(|(k, _)| *k);
-        let mut labels = String::new();
-        text::write_label_pairs(&mut labels, all);
-        children.insert(
-            hash,
-            Child {
-                values: values.iter().map(|v| v.as_ref().to_owned()).collect(),
-                labels,
-                metric: metric.clone(),
-            },
-        );
+        let overflow = vec![series_limit::OVERFLOW_VALUE; core.label_names.len()];
+        if same_values(values, &overflow) {
+            return add_child(core, &mut children, hash, values);
+        }
+        let overflow_hash = hash_values(&overflow);
+        let existing_overflow = children
+            .find(overflow_hash, &overflow)
+            .map(|c| c.metric.clone());
+        // The overflow series does not count against the limit.
+        let held = children.len() - usize::from(existing_overflow.is_some());
+        if held < core.limit.load(Ordering::Relaxed) {
+            return add_child(core, &mut children, hash, values);
+        }
+        let metric = match existing_overflow {
+            Some(m) => m,
+            None => add_child(core, &mut children, overflow_hash, &overflow)?,
+        };
+        drop(children);
+        if let Some(count) = &core.on_refused {
+            (count.0)(&core.name);
+        }
+        if !core.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                metric = %core.name,
+                limit = core.limit.load(Ordering::Relaxed),
+                "labelled metric holds its series limit; new label sets go to its overflow series \
+                 (counted in {})",
+                series_limit::REFUSED_TOTAL
+            );
+        }
         Ok(metric)
     }
 
@@ -529,9 +579,51 @@ pub(crate) fn for_each_batched<T>(
     }
 }
 
+/// Creates the child for `values` and adds it.
+fn add_child<M: VecChild, V: AsRef<str>>(
+    core: &VecCore<M>,
+    children: &mut Children<M>,
+    hash: u64,
+    values: &[V],
+) -> Result<M, MetricsError> {
+    let metric = M::new_child(&core.name, &core.help, &core.buckets).map_err(|source| {
+        MetricsError::Prometheus {
+            metric: core.name.clone(),
+            source,
+        }
+    })?;
+    let mut all: Vec<(&str, &str)> = core
+        .const_labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(
+            core.label_names
+                .iter()
+                .map(String::as_str)
+                .zip(values.iter().map(AsRef::as_ref)),
+        )
+        .collect();
+    all.sort_unstable_by_key(|(k, _)| *k);
+    let mut labels = String::new();
+    text::write_label_pairs(&mut labels, all);
+    children.insert(
+        hash,
+        Child {
+            values: values.iter().map(|v| v.as_ref().to_owned()).collect(),
+            labels,
+            metric: metric.clone(),
+        },
+    );
+    Ok(metric)
+}
+
 #[inline]
-fn same_values<V: AsRef<str>>(stored: &[String], values: &[V]) -> bool {
-    stored.len() == values.len() && stored.iter().zip(values).all(|(a, b)| a == b.as_ref())
+fn same_values<S: AsRef<str>, V: AsRef<str>>(stored: &[S], values: &[V]) -> bool {
+    stored.len() == values.len()
+        && stored
+            .iter()
+            .zip(values)
+            .all(|(a, b)| a.as_ref() == b.as_ref())
 }
 
 #[cfg(test)]
@@ -554,6 +646,7 @@ mod tests {
             const_labels: vec![("dynamo_namespace".into(), "ns".into())],
             var_labels: var.iter().map(|s| (*s).to_owned()).collect(),
             buckets: vec![1.0],
+            ..MetricSpec::default()
         }
     }
 
@@ -657,6 +750,47 @@ mod tests {
         assert_eq!(order(&children), [2, 1, 3]);
         assert!(children.remove(7, &["b"]));
         assert_eq!(order(&children), [2, 3]);
+    }
+
+    #[test]
+    fn a_full_vec_sends_new_label_sets_to_one_overflow_child_and_counts_them() {
+        use std::sync::Mutex;
+        let refused: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = refused.clone();
+        let v = IntCounterVec::new(&MetricSpec {
+            series_limit: 2,
+            on_refused: Some(OnRefused(Arc::new(move |family: &str| {
+                seen.lock().unwrap().push(family.to_owned())
+            }))),
+            ..spec(&["user", "zone"])
+        })
+        .unwrap();
+        assert_eq!(v.series_limit(), 2);
+        v.with_label_values(&["a", "1"]).inc();
+        v.with_label_values(&["b", "1"]).inc();
+        v.with_label_values(&["c", "1"]).inc_by(5);
+        v.get_metric_with_label_values(&["d", "1"]).unwrap().inc();
+        v.with_label_values(&["a", "1"]).inc(); // an existing series keeps counting
+        let overflow = [series_limit::OVERFLOW_VALUE; 2];
+        assert_eq!(v.with_label_values(&overflow).get(), 6);
+        assert_eq!(v.with_label_values(&["a", "1"]).get(), 2);
+        assert_eq!(*refused.lock().unwrap(), ["x_total", "x_total"]);
+        let out = render(&v);
+        assert_eq!(out.lines().count(), 3, "limit + the overflow series: {out}");
+        assert!(!out.contains("\"c\"") && !out.contains("\"d\""), "{out}");
+        // Removing a series makes room again; a larger limit too.
+        v.remove_label_values(&["b", "1"]).unwrap();
+        v.with_label_values(&["e", "1"]).inc();
+        v.set_series_limit(10).unwrap();
+        v.with_label_values(&["f", "1"]).inc();
+        assert_eq!(
+            render(&v).lines().count(),
+            4,
+            "a, e, f and the overflow series"
+        );
+        assert_eq!(refused.lock().unwrap().len(), 2);
+        let e = v.set_series_limit(0).unwrap_err().to_string();
+        assert!(e.contains("x_total") && e.contains('0'), "{e}");
     }
 
     #[test]

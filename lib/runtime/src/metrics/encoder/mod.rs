@@ -236,6 +236,7 @@ mod tests {
                 .collect(),
             var_labels: var.iter().map(|s| (*s).to_owned()).collect(),
             buckets: buckets.to_vec(),
+            ..MetricSpec::default()
         }
     }
 
