@@ -30,6 +30,9 @@ use tokio::sync::mpsc;
 pub struct FrontendConfig {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest prompt accepted, in bytes (after the chat template): a larger
+    /// one is a 400 counted as `invalid_request`.
+    pub max_prompt_bytes: usize,
     /// Largest `max_tokens` accepted.
     pub max_tokens_limit: u32,
     /// `max_tokens` when a request gives none.
@@ -45,6 +48,7 @@ impl Default for FrontendConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 1 << 20,
+            max_prompt_bytes: 256 * 1024,
             max_tokens_limit: 8192,
             default_max_tokens: 16,
             metrics_enabled: true,
@@ -344,8 +348,22 @@ async fn completions(State(fe): State<Arc<Frontend>>, body: Body) -> Response {
     generate(fe, job).await
 }
 
-async fn generate(fe: Arc<Frontend>, job: Job) -> Response {
+async fn generate(fe: Arc<Frontend>, mut job: Job) -> Response {
     let rtype = request_type(job.stream);
+    if job.prompt.len() > fe.config.max_prompt_bytes {
+        return invalid(
+            &fe,
+            Some(&job.model),
+            job.endpoint,
+            job.stream,
+            format!(
+                "prompt of {} bytes is larger than the {} bytes this frontend accepts",
+                job.prompt.len(),
+                fe.config.max_prompt_bytes
+            ),
+        )
+        .await;
+    }
     let limit = fe.config.max_tokens_limit;
     let max_tokens = job.max_tokens.unwrap_or(fe.config.default_max_tokens);
     if max_tokens == 0 || max_tokens > limit {
@@ -372,7 +390,30 @@ async fn generate(fe: Arc<Frontend>, job: Job) -> Response {
             Some("model_not_found"),
         );
     };
-    let token_ids = fe.preprocessor.tokenize(&job.model, &job.prompt);
+    // Tokenizing is CPU work that grows with the prompt: off the async threads,
+    // so one long prompt stalls neither other streams nor a scrape.
+    let prompt = std::mem::take(&mut job.prompt);
+    let (pre, model) = (fe.clone(), job.model.clone());
+    let tokenized =
+        tokio::task::spawn_blocking(move || pre.preprocessor.tokenize(&model, &prompt)).await;
+    let token_ids = match tokenized {
+        Ok(Ok(ids)) => ids,
+        Ok(Err(e)) => {
+            return invalid(
+                &fe,
+                Some(&job.model),
+                job.endpoint,
+                job.stream,
+                e.to_string(),
+            )
+            .await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the tokenizer task failed");
+            let message = "the prompt could not be tokenized".to_owned();
+            return invalid(&fe, Some(&job.model), job.endpoint, job.stream, message).await;
+        }
+    };
     let prompt_tokens = token_ids.len();
     let mut timer = fe.metrics.start(&job.model, job.endpoint, rtype, job.start);
     timer.input_tokens(prompt_tokens);

@@ -12,6 +12,48 @@ use dynamo_runtime::{IntCounterVec, MetricsError, MetricsScope};
 use std::time::Instant;
 use tiktoken_rs::CoreBPE;
 
+/// The largest piece of a prompt the tokenizer is given at once.
+pub const TOKENIZE_CHUNK_BYTES: usize = 8 * 1024;
+
+/// The tokenizer failed on a prompt.
+#[derive(Debug, thiserror::Error)]
+#[error("the prompt ({prompt_bytes} bytes) could not be tokenized")]
+pub struct TokenizeError {
+    /// The prompt's length in bytes.
+    pub prompt_bytes: usize,
+}
+
+/// `text` in pieces of at most `max` bytes (more only for one character
+/// wider than `max`), each cut after the last whitespace in it where there
+/// is one, else at a character boundary.
+fn chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        if rest.len() <= max {
+            return Some(std::mem::take(&mut rest));
+        }
+        let mut cut = max;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if let Some(ws) = rest[..cut].rfind(char::is_whitespace) {
+            let after = ws + rest[ws..].chars().next().map_or(1, char::len_utf8);
+            if after > 0 && after < rest.len() {
+                cut = after;
+            }
+        }
+        if cut == 0 {
+            cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
+        }
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(piece)
+    })
+}
+
 /// Template, tokenizer and the preprocessor's metrics.
 pub struct Preprocessor {
     bpe: &'static CoreBPE,
@@ -77,15 +119,31 @@ impl Preprocessor {
     }
 
     /// Tokenizes a prompt (special tokens are plain text here) and counts it.
-    pub fn tokenize(&self, model: &str, prompt: &str) -> Vec<u32> {
+    ///
+    /// The work is bounded whatever the prompt holds: it is tokenized in
+    /// pieces of at most [`TOKENIZE_CHUNK_BYTES`], cut after whitespace where
+    /// there is some (the tokenizer's regex backtracks over long runs, and
+    /// failed on a million spaces), and a failure of the tokenizer is an
+    /// error, never a panic. CPU-heavy for long prompts: call it off the
+    /// async threads (the frontend uses `spawn_blocking`).
+    pub fn tokenize(&self, model: &str, prompt: &str) -> Result<Vec<u32>, TokenizeError> {
         let start = Instant::now();
-        let ids = self.bpe.encode_ordinary(prompt);
+        let mut ids = Vec::with_capacity(prompt.len() / 4 + 1);
+        for piece in chunks(prompt, TOKENIZE_CHUNK_BYTES) {
+            let encoded =
+                std::panic::catch_unwind(|| self.bpe.encode_ordinary(piece)).map_err(|_| {
+                    TokenizeError {
+                        prompt_bytes: prompt.len(),
+                    }
+                })?;
+            ids.extend(encoded);
+        }
         self.tokenize_seconds.observe(start.elapsed().as_secs_f64());
         self.requests.with_label_values(&[model]).inc();
         self.input_tokens
             .with_label_values(&[model])
             .inc_by(ids.len() as u64);
-        ids
+        Ok(ids)
     }
 
     /// A decoder for one response.
@@ -158,13 +216,49 @@ mod tests {
             prompt,
             "<|im_start|>user\nHello, wörld! 🚀<|im_end|>\n<|im_start|>assistant\n"
         );
-        let ids = p.tokenize("m", "Hello, wörld! 🚀");
+        let ids = p.tokenize("m", "Hello, wörld! 🚀").unwrap();
         assert!(ids.len() > 3 && ids.len() < 16, "{ids:?}");
         let mut d = p.decoder("m");
         let text: String = ids.iter().map(|id| d.push(&[*id])).collect();
         assert_eq!(
             text, "Hello, wörld! 🚀",
             "token by token, split characters held back"
+        );
+    }
+
+    #[test]
+    fn chunks_cut_after_whitespace_at_char_boundaries_and_lose_nothing() {
+        let text = "ab cd ef";
+        assert_eq!(chunks(text, 4).collect::<Vec<_>>(), ["ab ", "cd ", "ef"]);
+        assert_eq!(chunks("abcdef", 4).collect::<Vec<_>>(), ["abcd", "ef"]);
+        assert_eq!(chunks("🚀🚀", 5).collect::<Vec<_>>(), ["🚀", "🚀"]);
+        assert_eq!(chunks("🚀", 2).collect::<Vec<_>>(), ["🚀"]);
+        assert_eq!(chunks("", 4).count(), 0);
+        for (text, max) in [("a b  c\n\td   e", 3), ("x y", 1), ("ü ü ü", 2)] {
+            let pieces: Vec<&str> = chunks(text, max).collect();
+            assert_eq!(pieces.concat(), text, "{pieces:?}");
+            assert!(pieces.iter().all(|p| !p.is_empty()), "{pieces:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_prompts_tokenize_in_bounded_pieces_without_panicking() {
+        let p = pre();
+        for prompt in [
+            " ".repeat(1_000_000),
+            "\n".repeat(300_000),
+            "a".repeat(300_000),
+            "🚀".repeat(50_000),
+            " a".repeat(200_000),
+        ] {
+            let ids = p.tokenize("m", &prompt).unwrap();
+            assert!(!ids.is_empty());
+        }
+        // Short prompts tokenize as one piece would.
+        let text = "The quick brown fox jumps over the lazy dog. ".repeat(10);
+        assert_eq!(
+            p.tokenize("m", &text).unwrap(),
+            p.bpe.encode_ordinary(&text)
         );
     }
 }

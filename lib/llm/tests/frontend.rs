@@ -24,6 +24,7 @@ async fn setup() -> (String, dynamo_llm::MockWorker, ModelRegistry) {
         .unwrap();
     let config = FrontendConfig {
         max_body_bytes: 64 * 1024,
+        max_prompt_bytes: 32 * 1024,
         ..Default::default()
     };
     let frontend = Frontend::new(drt, registry.clone(), config).unwrap();
@@ -262,6 +263,14 @@ async fn bad_requests_get_openai_errors_and_are_counted() {
     );
     assert_eq!(post(chat("mock-model", 0)).await.0, 400);
     assert_eq!(post(chat("mock-model", 1_000_000)).await.0, 400);
+    // A prompt over its limit (32 KiB here) in a body under the body limit (64 KiB).
+    let long = json!({"model": "mock-model", "messages": [{"role": "user", "content": " ".repeat(40_000)}]});
+    let (status, v) = post(long.to_string()).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("32768"),
+        "{v}"
+    );
     assert_eq!(post("x".repeat(100 * 1024)).await.0, 413);
     let (status, v) = post(chat("nope", 4)).await;
     assert_eq!(status, 404);
@@ -315,8 +324,8 @@ async fn bad_requests_get_openai_errors_and_are_counted() {
             "dynamo_frontend_request_errors_total",
             &["model=\"mock-model\"", "error_type=\"invalid_request\""]
         ),
-        4.0,
-        "missing messages, empty messages, max_tokens 0 and too large"
+        5.0,
+        "missing messages, empty messages, max_tokens 0 and too large, a prompt too long"
     );
     assert_eq!(e("unknown", "payload_too_large"), 1.0);
     // A model name that is not served never becomes a label value:
