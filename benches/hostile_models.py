@@ -51,10 +51,13 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("dynamo serve not ready within 30 s")
 
 
-def send(port: int, start: int, count: int, statuses: dict[int, int], lock: threading.Lock) -> None:
+def send(
+    port: int, start: int, count: int, name_bytes: int, statuses: dict[int, int], lock: threading.Lock
+) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     for i in range(start, start + count):
-        body = json.dumps({"model": f"no-such-model-{i}", "messages": [{"role": "user", "content": "hi"}]})
+        model = f"no-such-model-{i}-".ljust(name_bytes, "x")
+        body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
         try:
             conn.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
             resp = conn.getresponse()
@@ -75,6 +78,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--port", type=int, default=18080)
+    ap.add_argument("--name-bytes", type=int, default=0, help="pad each model name to this many bytes")
     args = ap.parse_args()
     proc = subprocess.Popen(
         [args.binary, "serve", "--http", f"127.0.0.1:{args.port}", "--system-port", "0"],
@@ -90,7 +94,8 @@ def main() -> int:
         per = args.requests // args.connections
         started = time.monotonic()
         threads = [
-            threading.Thread(target=send, args=(args.port, c * per, per, statuses, lock)) for c in range(args.connections)
+            threading.Thread(target=send, args=(args.port, c * per, per, args.name_bytes, statuses, lock))
+            for c in range(args.connections)
         ]
         for t in threads:
             t.start()
@@ -98,7 +103,8 @@ def main() -> int:
             t.join()
         took = time.monotonic() - started
         rss1, (all1, fe1) = rss_kib(proc.pid), series(args.port)
-        print(f"{per * args.connections} requests naming distinct unknown models in {took:.1f} s; statuses {statuses}")
+        size = f" of {args.name_bytes} bytes" if args.name_bytes else ""
+        print(f"{per * args.connections} requests naming distinct unknown models{size} in {took:.1f} s; statuses {statuses}")
         print(f"RSS       {rss0 / 1024:8.1f} MiB -> {rss1 / 1024:8.1f} MiB")
         print(f"series    {all0:8d}     -> {all1:8d}     (dynamo_frontend_*: {fe0} -> {fe1})")
     finally:
