@@ -135,6 +135,9 @@ fn parse_comment(
         return Ok(()); // a plain comment
     }
     let rest = rest.trim_start();
+    if rest.is_empty() {
+        return Ok(()); // a bare `# HELP` or `# TYPE` is a plain comment (as in the Go parser)
+    }
     let (name, arg) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
     if !is_valid_metric_name(name) {
         return Err(format!("{keyword} line names an invalid metric {name:?}"));
@@ -279,8 +282,11 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     }
     let mut rest = &line[name_end..];
     let mut labels = Vec::new();
-    if let Some(after_brace) = rest.strip_prefix('{') {
+    // Blanks may stand between the name and `{`, and need not follow `}`.
+    let mut after_labels = false;
+    if let Some(after_brace) = rest.trim_start_matches([' ', '\t']).strip_prefix('{') {
         rest = parse_labels(after_brace, &mut labels)?;
+        after_labels = true;
     }
     let mut fields = rest.split_whitespace();
     let value_text = fields
@@ -301,7 +307,7 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
             "sample {name:?} has unexpected text {extra:?} after its value"
         ));
     }
-    if !rest.is_empty() && !rest.starts_with([' ', '\t']) {
+    if !after_labels && !rest.starts_with([' ', '\t']) {
         return Err(format!(
             "sample {name:?}: expected a space before the value"
         ));
@@ -327,6 +333,9 @@ fn parse_labels<'a>(mut s: &'a str, labels: &mut Vec<(String, String)>) -> Resul
         let name = &s[..name_end];
         if !is_valid_label_name(name) {
             return Err(format!("invalid label name {name:?}"));
+        }
+        if name == "__name__" {
+            return Err("label name \"__name__\" is reserved".to_owned());
         }
         if labels.iter().any(|(k, _)| k == name) {
             return Err(format!("label {name:?} given twice"));
@@ -411,10 +420,24 @@ mod tests {
             ("x 1 2 3", 1),
             ("x{9=\"a\"} 1", 1),
             ("# TYPE x counter\n# TYPE x gauge", 2),
+            ("x{__name__=\"y\"} 1", 1),
+            ("x-1 2", 1),
         ] {
             let e = parse(text).unwrap_err();
             assert_eq!(e.line, line, "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn accepts_what_the_reference_parsers_accept() {
+        // Blanks between the name and `{`, none between `}` and the value,
+        // bare HELP and TYPE lines: all valid for Go's and Python's parsers.
+        let families =
+            parse("# HELP\n# TYPE\na {x=\"1\"} 1\nb{y=\"2\"}2\n\tc 3\n# HELP d\nd 4\n").unwrap();
+        assert_eq!(families["a"].samples[0].key, "a{x=\"1\"}");
+        assert_eq!(families["b"].samples[0].value, 2.0);
+        assert_eq!(families["c"].samples[0].value, 3.0);
+        assert_eq!(families["d"].help.as_deref(), Some(""));
     }
 
     #[test]
