@@ -387,7 +387,7 @@ mod tests {
                 let value = random_value(&mut rng);
                 let consts = [("c", value.as_str())];
                 let consts = &consts[..rng.usize(0..2)];
-                let mut read = |extra: &[(&str, String)]| -> Vec<(String, String)> {
+                let read = |extra: &[(&str, String)]| -> Vec<(String, String)> {
                     consts
                         .iter()
                         .map(|(k, v)| ((*k).to_owned(), read_back(v)))
