@@ -438,6 +438,15 @@ async fn generate(fe: Arc<Frontend>, mut job: Job) -> Response {
                 None,
             );
         }
+        Err(e @ CallError::RequestTooLarge { .. }) => {
+            timer.fail(error_type::PAYLOAD_TOO_LARGE);
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                e.to_string(),
+                None,
+            );
+        }
         Err(e) => {
             timer.fail(error_type::ENGINE);
             return error_response(

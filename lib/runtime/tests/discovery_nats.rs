@@ -34,3 +34,42 @@ async fn a_record_published_by_one_runtime_is_listed_by_another_until_revoked() 
     lease.revoke().await;
     assert!(b.list_records("models").await.unwrap().is_empty());
 }
+
+/// A request larger than the server's max_payload is refused before it is
+/// published, and the connection (and every call on it) goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_payload_limit_is_refused_and_the_connection_lives() {
+    use dynamo_runtime::request_plane::{single, CallError, Context};
+    let server = NatsServer::start();
+    let worker = nats_runtime(&server.url);
+    let caller = nats_runtime(&server.url);
+    let ep = |drt: &DistributedRuntime| drt.namespace("ns").component("echo").endpoint("len");
+    let served = ep(&worker)
+        .serve(|text: String, _ctx: Context| async move { Ok(single(text.len())) })
+        .await
+        .unwrap();
+    let client = ep(&caller).client::<String, usize>().await.unwrap();
+    client
+        .wait_for_instances(std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    let err = client.round_robin("x".repeat(2_000_000)).await.unwrap_err();
+    match &err {
+        CallError::RequestTooLarge { bytes, limit, .. } => {
+            assert!(*bytes > 2_000_000 && *limit < 1_048_576, "{err}")
+        }
+        other => panic!("{other}"),
+    }
+    // The same connection still carries calls, one just under the limit too.
+    for len in [1, 900_000] {
+        let got = client
+            .round_robin("y".repeat(len))
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap();
+        assert_eq!(got, vec![len]);
+    }
+    served.stop().await;
+}

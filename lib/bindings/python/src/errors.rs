@@ -32,7 +32,9 @@ pub fn serve_error(e: ServeError) -> PyErr {
 /// the rest (no instance, a failed request) a `RuntimeError`.
 pub fn call_error(e: CallError) -> PyErr {
     match e {
-        CallError::Metrics(_) | CallError::RequestEncoding { .. } => value_error(e),
+        CallError::Metrics(_)
+        | CallError::RequestEncoding { .. }
+        | CallError::RequestTooLarge { .. } => value_error(e),
         CallError::Timeout { .. } => PyTimeoutError::new_err(e.to_string()),
         _ => PyRuntimeError::new_err(e.to_string()),
     }

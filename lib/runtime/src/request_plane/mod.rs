@@ -238,6 +238,19 @@ pub enum CallError {
         /// The instance asked for.
         instance: InstanceId,
     },
+    /// The request is larger than the transport carries (over NATS: the
+    /// server's `max_payload`, less room for headers). Nothing was sent.
+    #[error(
+        "request to {endpoint} is {bytes} bytes, more than the {limit} bytes the transport carries"
+    )]
+    RequestTooLarge {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+        /// The serialized request's size.
+        bytes: usize,
+        /// The largest request the transport carries.
+        limit: usize,
+    },
     /// The request does not serialize.
     #[error("request to {endpoint} does not serialize: {source}")]
     RequestEncoding {

@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a caller waits for an instance to accept a request.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Room kept under the server's `max_payload` for a request's subject and headers.
+const HEADER_ALLOWANCE: usize = 512;
 
 const H_REQUEST_ID: &str = "Dyn-Request-Id";
 const H_REPLY: &str = "Dyn-Reply";
@@ -94,10 +96,24 @@ impl NatsTransport {
             endpoint: path.to_string(),
             source,
         };
+        // Refused here, before anything is published: a message over the
+        // server's limit would make it close this connection, and every
+        // stream on it with it.
+        let limit = self.client.server_info().max_payload;
+        let bytes = payload.len() + HEADER_ALLOWANCE;
+        if limit > 0 && bytes > limit {
+            return Err(CallError::RequestTooLarge {
+                endpoint: path.to_string(),
+                bytes: payload.len(),
+                limit: limit.saturating_sub(HEADER_ALLOWANCE),
+            });
+        }
         let base = subject(path, id);
         let inbox = self.client.new_inbox();
         let frames = self.subscribe(inbox.clone()).await.map_err(transport)?;
-        let request_id = format!("{:016x}", fastrand::u64(..));
+        // The inbox is unique to this call (a NUID), so ids cannot collide
+        // between callers, across processes too.
+        let request_id = inbox.rsplit('.').next().unwrap_or(&inbox).to_owned();
         let mut headers = HeaderMap::new();
         headers.insert(H_REQUEST_ID, request_id.as_str());
         headers.insert(H_REPLY, inbox.as_str());
@@ -124,11 +140,12 @@ impl NatsTransport {
         let client = self.client.clone();
         let handle = self.handle.clone();
         let cancel_subject = format!("{base}.cancel");
+        let cancel_key = inbox;
         Ok(Started {
             frames: frames.map(decode_frame).boxed(),
             cancel: Box::new(move || {
                 handle.spawn(async move {
-                    if let Err(e) = client.publish(cancel_subject, request_id.into()).await {
+                    if let Err(e) = client.publish(cancel_subject, cancel_key.into()).await {
                         tracing::debug!(error = %e, "could not publish a cancel");
                     }
                 });
@@ -224,7 +241,8 @@ async fn serve_requests(
             continue;
         };
         let token = CancellationToken::new();
-        running.lock().insert(request_id.clone(), token.clone());
+        // Keyed by the caller's inbox, unique per call: a cancel names it.
+        running.lock().insert(inbox.clone(), token.clone());
         let (client, handler, metrics, running) = (
             client.clone(),
             handler.clone(),
@@ -232,10 +250,11 @@ async fn serve_requests(
             running.clone(),
         );
         tokio::spawn(async move {
+            let key = inbox.clone();
             let mut sink = NatsSink { client, inbox };
-            let ctx = Context::new(request_id.clone(), token);
+            let ctx = Context::new(request_id, token);
             drive(handler, msg.payload, ctx, metrics.as_ref(), &mut sink).await;
-            running.lock().remove(&request_id);
+            running.lock().remove(&key);
         });
     }
 }
