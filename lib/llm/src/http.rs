@@ -14,6 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use dynamo_runtime::http_server::{self, HttpLimits};
 use dynamo_runtime::request_plane::{CallError, Client};
 use dynamo_runtime::{DistributedRuntime, RecordLease, ScrapeTarget};
 use futures::StreamExt;
@@ -35,6 +36,10 @@ pub struct FrontendConfig {
     pub max_prompt_bytes: usize,
     /// Largest `max_tokens` accepted.
     pub max_tokens_limit: u32,
+    /// The API port's limits: header-read (and keep-alive idle) timeout,
+    /// header size, open connections (lowered to half the process's
+    /// open-file limit if it is higher).
+    pub http: HttpLimits,
     /// `max_tokens` when a request gives none.
     pub default_max_tokens: u32,
     /// Record the LLM metrics (default true). Hidden from the docs: turning
@@ -50,6 +55,7 @@ impl Default for FrontendConfig {
             max_body_bytes: 1 << 20,
             max_prompt_bytes: 256 * 1024,
             max_tokens_limit: 8192,
+            http: HttpLimits::default(),
             default_max_tokens: 16,
             metrics_enabled: true,
         }
@@ -123,6 +129,9 @@ impl Frontend {
             .route("/metrics", get(metrics))
             .route("/health", get(health))
             .route("/discovery/prometheus", get(prometheus_discovery))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(axum::middleware::from_fn(limit_header_bytes))
             .layer(DefaultBodyLimit::disable())
             .with_state(self.clone())
     }
@@ -131,20 +140,16 @@ impl Frontend {
     pub async fn serve(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let bound = listener.local_addr()?;
-        // Streamed tokens are small writes: without TCP_NODELAY, Nagle's
-        // algorithm holds them back until the client acknowledges, which
-        // delays the first token by tens of milliseconds.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
+        // `serve` sets TCP_NODELAY: streamed tokens are small writes, and
+        // Nagle's algorithm would hold them back until the client acknowledges.
         let app = self.router();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "HTTP frontend stopped");
-            }
-        });
+        let limits = self.config.http.clone().within_open_file_limit();
+        tokio::spawn(http_server::serve(
+            listener,
+            app,
+            limits,
+            std::future::pending(),
+        ));
         tracing::info!(address = %bound, "HTTP frontend listening (/v1/chat/completions, /v1/completions, /v1/models, /metrics, /health, /discovery/prometheus)");
         if self.drt.system_server_addr().is_none() {
             let target = self.drt.scrape_target(bound, "frontend");
@@ -203,6 +208,60 @@ fn request_type(stream: bool) -> &'static str {
     } else {
         rtype_value::UNARY
     }
+}
+
+/// Headers the API port reads; a request with more gets a JSON 431 (past
+/// the server's hard limit, [`HttpLimits::max_header_bytes`], the server
+/// answers 431 itself, without a body).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+async fn limit_header_bytes(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + request.uri().to_string().len();
+    if bytes > MAX_HEADER_BYTES {
+        return error_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "invalid_request_error",
+            format!("request headers of {bytes} bytes are larger than the {MAX_HEADER_BYTES} bytes this frontend reads"),
+            None,
+        );
+    }
+    next.run(request).await
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    let path: String = uri.path().chars().take(200).collect();
+    error_response(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("no route {path:?}; the routes are /v1/chat/completions, /v1/completions, /v1/models, /metrics, /health, /discovery/prometheus"),
+        None,
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        format!("method {method} is not allowed on this route"),
+        None,
+    )
+}
+
+/// True for a `Content-Type` of JSON (`application/json`, any parameters).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Reads the body with the size limit; on failure, the response to send.
@@ -292,9 +351,24 @@ async fn invalid(
 #[allow(clippy::result_large_err)]
 async fn read_request<T: serde::de::DeserializeOwned>(
     fe: &Frontend,
+    headers: &axum::http::HeaderMap,
     body: Body,
     endpoint: &'static str,
 ) -> Result<T, Response> {
+    if !is_json(headers) {
+        fe.metrics.rejected(
+            UNKNOWN_MODEL,
+            endpoint,
+            rtype_value::UNARY,
+            error_type::INVALID_REQUEST,
+        );
+        return Err(error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            "the request body must be JSON (Content-Type: application/json)".to_owned(),
+            None,
+        ));
+    }
     let bytes = read_body(fe, body, endpoint).await?;
     match parse_body(&bytes) {
         Ok(request) => Ok(request),
@@ -302,9 +376,13 @@ async fn read_request<T: serde::de::DeserializeOwned>(
     }
 }
 
-async fn chat_completions(State(fe): State<Arc<Frontend>>, body: Body) -> Response {
+async fn chat_completions(
+    State(fe): State<Arc<Frontend>>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
     let start = Instant::now();
-    let req: ChatCompletionRequest = match read_request(&fe, body, CHAT).await {
+    let req: ChatCompletionRequest = match read_request(&fe, &headers, body, CHAT).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -330,9 +408,13 @@ async fn chat_completions(State(fe): State<Arc<Frontend>>, body: Body) -> Respon
     generate(fe, job).await
 }
 
-async fn completions(State(fe): State<Arc<Frontend>>, body: Body) -> Response {
+async fn completions(
+    State(fe): State<Arc<Frontend>>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
     let start = Instant::now();
-    let req: CompletionRequest = match read_request(&fe, body, COMPLETIONS).await {
+    let req: CompletionRequest = match read_request(&fe, &headers, body, COMPLETIONS).await {
         Ok(r) => r,
         Err(r) => return r,
     };

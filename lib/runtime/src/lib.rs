@@ -23,6 +23,7 @@ mod discovery;
 mod error;
 mod health;
 mod hierarchy;
+pub mod http_server;
 pub mod logging;
 mod metrics;
 pub mod request_plane;

@@ -2,6 +2,7 @@
 //! `/metrics`, `/health`, `/live`.
 
 use crate::health::{Health, HealthStatus};
+use crate::http_server::HttpLimits;
 use crate::metrics::{Registry, ScopePath};
 use crate::RuntimeError;
 use axum::extract::State;
@@ -64,18 +65,24 @@ pub(crate) fn start(
         let shutdown = async {
             let _ = rx.await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "system status server stopped");
-        }
+        crate::http_server::serve(listener, app, limits(), shutdown).await;
     });
     tracing::info!(address = %bound, "system status server listening (/metrics, /health, /live)");
     Ok(SystemServer {
         addr: bound,
         _shutdown: tx,
     })
+}
+
+/// The system server's own connection cap, apart from any other server of
+/// the process: Prometheus and health probes need few connections.
+const MAX_CONNECTIONS: usize = 32;
+
+fn limits() -> HttpLimits {
+    HttpLimits {
+        max_connections: MAX_CONNECTIONS,
+        ..HttpLimits::default()
+    }
 }
 
 fn router(state: Arc<ServerState>) -> Router {
