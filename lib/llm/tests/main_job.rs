@@ -114,3 +114,27 @@ fn serve_with_load_drives_its_own_traffic() {
     assert!(ok >= 40.0, "{ok}");
     drop(serve);
 }
+
+/// `DYN_SYSTEM_HOST` is the address the system server binds, with the port of
+/// `--system-port` (127.0.0.2 is loopback too, but not 127.0.0.1).
+#[test]
+fn the_system_server_binds_the_host_it_is_given() {
+    let port = dynamo_testing::free_port();
+    let port_arg = port.to_string();
+    let (_serve, mut lines) = support::serve(
+        &["--http", "127.0.0.1:0", "--system-port", &port_arg],
+        &[("DYN_SYSTEM_HOST", "127.0.0.2")],
+    );
+    let _frontend = support::next_line(&mut lines);
+    let system = support::next_line(&mut lines);
+    assert!(
+        system.contains(&format!("http://127.0.0.2:{port}/metrics")),
+        "{system}"
+    );
+    let ok = reqwest::blocking::get(format!("http://127.0.0.2:{port}/live")).unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "bound to 127.0.0.2 only"
+    );
+}

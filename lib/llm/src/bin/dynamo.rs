@@ -146,10 +146,16 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             if std::env::var_os(dynamo_runtime::ENV_SYSTEM_PORT).is_none() {
+                // The host the user gave (DYN_SYSTEM_HOST) with the port of --system-port.
+                let host = std::env::var(dynamo_runtime::ENV_SYSTEM_HOST)
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| dynamo_runtime::DEFAULT_SYSTEM_HOST.to_owned());
                 config.system_server = match role {
                     Role::Frontend => SystemServerConfig::Disabled,
                     _ => SystemServerConfig::Enabled {
-                        host: dynamo_runtime::DEFAULT_SYSTEM_HOST.to_owned(),
+                        host,
                         port: system_port,
                     },
                 };
