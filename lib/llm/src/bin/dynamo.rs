@@ -70,6 +70,10 @@ enum Command {
         /// batches, printing a summary line per batch (the one-command demo).
         #[arg(long)]
         with_load: bool,
+        /// The frontend's deadline for a client's request headers, which is
+        /// also how long an idle keep-alive connection is kept, ms.
+        #[arg(long, default_value_t = 10_000)]
+        header_timeout_ms: u64,
     },
     /// Sends chat requests to a frontend and prints a summary.
     Load {
@@ -135,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
             ttft_ms,
             itl_ms,
             with_load,
+            header_timeout_ms,
         } => {
             let mut config = RuntimeConfig::from_env()?;
             if let Some(url) = nats {
@@ -172,7 +177,14 @@ async fn main() -> anyhow::Result<()> {
                     Some(dynamo_llm::start_mock_worker(&drt, &registry, &model, mocker).await?);
             }
             if role != Role::Worker {
-                let frontend = Frontend::new(drt.clone(), registry, FrontendConfig::default())?;
+                let config = FrontendConfig {
+                    http: dynamo_runtime::http_server::HttpLimits {
+                        header_read_timeout: Duration::from_millis(header_timeout_ms),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                let frontend = Frontend::new(drt.clone(), registry, config)?;
                 let bound = frontend.serve(http).await?;
                 println!("frontend on http://{bound}");
                 if with_load {
