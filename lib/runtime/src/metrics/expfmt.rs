@@ -142,11 +142,17 @@ fn parse_comment(
     if !is_valid_metric_name(name) {
         return Err(format!("{keyword} line names an invalid metric {name:?}"));
     }
+    if arg.trim().is_empty() {
+        return Ok(()); // a name and nothing after it: a plain comment (as in the Go parser)
+    }
     if keyword == "HELP" {
-        let help = unescape_help(arg);
+        let help = unescape_help(arg.trim_start_matches([' ', '\t']));
         let family = families.entry(name.to_owned()).or_insert_with(|| {
             ParsedFamily::new(declared.get(name).copied().unwrap_or(PromType::Untyped))
         });
+        if family.help.is_some() {
+            return Err(format!("second HELP line for {name:?}"));
+        }
         family.help = Some(help);
         return Ok(());
     }
@@ -155,23 +161,18 @@ fn parse_comment(
         return Err(format!("unknown type {arg:?} for {name:?}"));
     };
     if let Some(previous) = declared.insert(name.to_owned(), prom_type) {
-        if previous != prom_type {
-            return Err(format!(
-                "{name:?} declared {} and then {}",
-                previous.as_str(),
-                prom_type.as_str()
-            ));
-        }
+        return Err(format!(
+            "second TYPE line for {name:?} (declared {} before)",
+            previous.as_str()
+        ));
     }
     let family = families
         .entry(name.to_owned())
         .or_insert_with(|| ParsedFamily::new(prom_type));
-    if family.prom_type != prom_type {
-        if !family.samples.is_empty() {
-            return Err(format!("TYPE line for {name:?} after its samples"));
-        }
-        family.prom_type = prom_type;
+    if !family.samples.is_empty() {
+        return Err(format!("TYPE line for {name:?} after its samples"));
     }
+    family.prom_type = prom_type;
     Ok(())
 }
 
@@ -216,6 +217,14 @@ fn family_of(sample: &str, declared: &HashMap<String, PromType>) -> (String, Pro
 }
 
 fn check_sample_shape(sample: &Sample, family: &str, prom_type: PromType) -> Result<(), String> {
+    let counts = prom_type == PromType::Histogram
+        && (sample.name.ends_with("_bucket") || sample.name.ends_with("_count"));
+    if counts && sample.value < 0.0 {
+        return Err(format!(
+            "negative count {} on {:?} of histogram {family:?}",
+            sample.value, sample.name
+        ));
+    }
     let needs = match prom_type {
         PromType::Histogram if sample.name == family => {
             return Err(format!(
@@ -381,6 +390,10 @@ fn read_quoted(s: &str) -> Option<(String, &str)> {
 }
 
 #[cfg(test)]
+#[path = "expfmt_conformance.rs"]
+mod conformance;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -437,7 +450,7 @@ mod tests {
         assert_eq!(families["a"].samples[0].key, "a{x=\"1\"}");
         assert_eq!(families["b"].samples[0].value, 2.0);
         assert_eq!(families["c"].samples[0].value, 3.0);
-        assert_eq!(families["d"].help.as_deref(), Some(""));
+        assert_eq!(families["d"].help, None, "a HELP with no text is a comment");
     }
 
     #[test]
