@@ -267,3 +267,69 @@ fn scrapes_during_concurrent_updates_always_parse() {
     }
     promtool_check(bodies.last().unwrap()).assert_clean("last scrape");
 }
+
+/// Label values with characters no escape of the text format covers reach a
+/// real Prometheus whole: the scrape is accepted and each value reads back
+/// as documented (`\r` as the text `\u000d`).
+#[test]
+fn hostile_label_values_reach_a_real_prometheus() {
+    let drt = support::runtime_with_server();
+    let addr = drt.system_server_addr().unwrap();
+    let vec = drt
+        .metrics()
+        .create_intcountervec("hostile_total", "Hostile values", &["v"], &[])
+        .unwrap();
+    let values = [
+        ("cr", "a\rb", r"a\u000db"),
+        ("ls", "x\u{2028}y", r"x\u2028y"),
+        ("quote", "q\"\\\n", "q\"\\\n"),
+        ("nul", "\u{0}", r"\u0000"),
+        ("utf8", "Björn 佖", "Björn 佖"),
+    ];
+    for (i, (_, raw, _)) in values.iter().enumerate() {
+        vec.with_label_values(&[*raw]).inc_by(i as u64 + 1);
+    }
+    let dir = std::env::temp_dir().join(format!("dynamo-hostile-prom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: hostile\n    static_configs:\n      - targets: ['{addr}']\n"
+        ),
+    )
+    .unwrap();
+    let prom = dynamo_testing::PrometheusServer::start(&config);
+    let http = reqwest::blocking::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let series = loop {
+        let v: serde_json::Value = http
+            .get(format!("{}/api/v1/query", prom.url))
+            .query(&[("query", "dynamo_component_hostile_total")])
+            .send()
+            .and_then(|r| r.text())
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
+        if result.len() == values.len() {
+            break result;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus has {} of {} series: {v}\n{}",
+            result.len(),
+            values.len(),
+            prom.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    for (i, (name, _, read_back)) in values.iter().enumerate() {
+        let found = series
+            .iter()
+            .find(|s| s["metric"]["v"] == *read_back)
+            .unwrap_or_else(|| panic!("{name}: {read_back:?} not in {series:?}"));
+        assert_eq!(found["value"][1], (i + 1).to_string(), "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
