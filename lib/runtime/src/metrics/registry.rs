@@ -126,12 +126,19 @@ impl Registry {
             .collect();
         let external = callbacks::run(&callbacks, &self.failures);
         let mut text = TextEncoder::with_capacity(self.last_len.load(Ordering::Relaxed) + 1024);
-        encoder::encode(&mut text, &self.store, filter, external, |family| {
+        let written = encoder::encode(&mut text, &self.store, filter, external, |family| {
             tracing::warn!(family = %family, "text callback family dropped: its type differs from the registered family");
             self.failures
                 .count(cb_names::KIND_EXPFMT, cb_names::FAILURE_CONFLICT);
         });
         let out = text.finish();
+        tracing::trace!(
+            scope = %filter,
+            families = written.families,
+            series = written.series,
+            bytes = out.len(),
+            "scrape encoded"
+        );
         self.last_len.store(out.len(), Ordering::Relaxed);
         out
     }
