@@ -1,4 +1,4 @@
-//! The frontend's LLM metrics (DECISIONS.md: the seven `dynamo_frontend_*`
+//! The frontend's LLM metrics (docs/frontend.md: the seven `dynamo_frontend_*`
 //! metrics of the design proposal, with a `model` label), measured on the
 //! real response stream, and the guard that records one request exactly once.
 //!

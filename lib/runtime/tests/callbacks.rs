@@ -1,4 +1,4 @@
-//! DECISIONS.md "Callbacks": update callbacks run before every scrape that
+//! docs/metrics.md "Callbacks": update callbacks run before every scrape that
 //! includes their object; failures are isolated, logged and counted; text
 //! callbacks are parsed and merged.
 

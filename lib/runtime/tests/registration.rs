@@ -1,5 +1,5 @@
-//! DECISIONS.md "Metric names and labels", "Registration" and "What each
-//! level shows", checked through the public API and a real parser.
+//! The rules of docs/metrics.md ("Names and labels", "Registration", "What each
+//! level shows"), checked through the public API and a real parser.
 
 mod support;
 

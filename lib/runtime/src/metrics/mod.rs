@@ -68,7 +68,7 @@ pub use vec::{
 ///
 /// Every `create_*` is get-or-create: asking again with the same definition
 /// returns a handle to the same metric. Names are exposed as
-/// `dynamo_component_<name>`; see DECISIONS.md for the rules.
+/// `dynamo_component_<name>`; docs/metrics.md has the rules.
 #[derive(Clone)]
 pub struct MetricsScope {
     registry: Arc<Registry>,

@@ -1,4 +1,4 @@
-//! The rules of DECISIONS.md "Metric names and labels", as checks that return
+//! The naming and label rules (docs/metrics.md "Names and labels"), as checks that return
 //! a [`MetricsError`] naming the bad value.
 
 use super::prometheus_names::{self, labels};

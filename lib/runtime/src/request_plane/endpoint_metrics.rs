@@ -1,4 +1,4 @@
-//! The automatic per-endpoint metrics (DECISIONS.md "Automatic metrics"), and
+//! The automatic per-endpoint metrics (docs/request-plane.md), and
 //! the guard that records one request exactly once however it ends.
 
 use crate::metrics::prometheus_names::{labels, work_handler as names};
