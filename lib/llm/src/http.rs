@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dynamo_runtime::http_server::{self, HttpLimits};
-use dynamo_runtime::request_plane::{CallError, Client};
+use dynamo_runtime::request_plane::{CallError, Client, TransportError};
 use dynamo_runtime::{DistributedRuntime, RecordLease, ScrapeTarget};
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -208,6 +208,31 @@ fn request_type(stream: bool) -> &'static str {
     } else {
         rtype_value::UNARY
     }
+}
+
+/// The `error_type` of a request its engine call failed: `worker_lost` when
+/// the worker died or became unreachable, else `engine`.
+fn failure_type(e: &CallError) -> &'static str {
+    match e {
+        CallError::Transport {
+            source: TransportError::WorkerLost { .. } | TransportError::StreamCut,
+            ..
+        } => error_type::WORKER_LOST,
+        _ => error_type::ENGINE,
+    }
+}
+
+/// Counts a failed engine call and answers it: 503 when the worker was
+/// lost, 500 when the engine failed.
+fn engine_failed(timer: &mut RequestTimer, e: &CallError) -> Response {
+    let kind = failure_type(e);
+    timer.fail(kind);
+    let status = if kind == error_type::WORKER_LOST {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    error_response(status, "internal_error", e.to_string(), None)
 }
 
 /// Headers the API port reads; a request with more gets a JSON 431 (past
@@ -529,15 +554,7 @@ async fn generate(fe: Arc<Frontend>, mut job: Job) -> Response {
                 None,
             );
         }
-        Err(e) => {
-            timer.fail(error_type::ENGINE);
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                e.to_string(),
-                None,
-            );
-        }
+        Err(e) => return engine_failed(&mut timer, &e),
     };
     let meta = ResponseMeta {
         id: format!(
@@ -629,7 +646,7 @@ fn stream_response(
                     timer.tokens_sent(out.token_ids.len());
                 }
                 Err(e) => {
-                    timer.fail(error_type::ENGINE);
+                    timer.fail(failure_type(&e));
                     let err =
                         json!({"error": {"message": e.to_string(), "type": "internal_error"}});
                     let _ = tx.send(sse(&err)).await;
@@ -680,15 +697,7 @@ async fn unary_response(
                 finish = out.finish_reason.clone().or(finish);
                 timer.tokens_sent(out.token_ids.len());
             }
-            Err(e) => {
-                timer.fail(error_type::ENGINE);
-                return error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    e.to_string(),
-                    None,
-                );
-            }
+            Err(e) => return engine_failed(&mut timer, &e),
         }
     }
     let finish = finish.unwrap_or_else(|| "stop".to_owned());

@@ -19,6 +19,14 @@ pub const DEFAULT_SYSTEM_HOST: &str = "0.0.0.0";
 /// [`crate::prometheus_names::series_limit::DEFAULT`]).
 pub const ENV_METRICS_SERIES_LIMIT: &str = "DYN_METRICS_SERIES_LIMIT";
 
+/// Environment variable: how long, in milliseconds, a caller waits for the
+/// next frame of a streamed response over NATS (instances send a heartbeat
+/// every 500 ms while they work) before it gives the instance up: the
+/// request then ends with an error (default [`DEFAULT_STREAM_LIVENESS`]).
+pub const ENV_STREAM_LIVENESS_MS: &str = "DYN_STREAM_LIVENESS_MS";
+/// Default of [`ENV_STREAM_LIVENESS_MS`]: 3 s, six missed heartbeats.
+pub const DEFAULT_STREAM_LIVENESS: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Environment variable: URL of the NATS server; when set, the request plane
 /// is NATS (requests and instance discovery across processes), else in-process.
 pub const ENV_NATS_SERVER: &str = "NATS_SERVER";
@@ -77,6 +85,9 @@ pub struct RuntimeConfig {
     /// The series limit of every labelled family ([`ENV_METRICS_SERIES_LIMIT`]);
     /// `None` is [`crate::prometheus_names::series_limit::DEFAULT`].
     pub metrics_series_limit: Option<usize>,
+    /// How long a caller waits for the next frame of a response over NATS
+    /// ([`ENV_STREAM_LIVENESS_MS`]); `None` is [`DEFAULT_STREAM_LIVENESS`].
+    pub stream_liveness: Option<std::time::Duration>,
 }
 
 impl RuntimeConfig {
@@ -118,12 +129,29 @@ impl RuntimeConfig {
             Some(v) if !v.trim().is_empty() => Some(parse_series_limit(&v)?),
             _ => None,
         };
+        let stream_liveness = match lookup(ENV_STREAM_LIVENESS_MS) {
+            Some(v) if !v.trim().is_empty() => Some(parse_liveness(&v)?),
+            _ => None,
+        };
         Ok(Self {
             system_server,
             request_plane,
             advertise_host,
             metrics_series_limit,
+            stream_liveness,
         })
+    }
+}
+
+/// At least 1 s: twice the heartbeat, so a busy instance is never given up.
+fn parse_liveness(value: &str) -> Result<std::time::Duration, RuntimeError> {
+    match value.trim().parse::<u64>() {
+        Ok(ms) if ms >= 1000 => Ok(std::time::Duration::from_millis(ms)),
+        _ => Err(RuntimeError::InvalidEnv {
+            var: ENV_STREAM_LIVENESS_MS,
+            value: value.to_owned(),
+            reason: "expected milliseconds, at least 1000",
+        }),
     }
 }
 
@@ -194,6 +222,25 @@ mod tests {
             let e = limit(bad).unwrap_err().to_string();
             assert!(
                 e.contains(ENV_METRICS_SERIES_LIMIT) && e.contains(&format!("{bad:?}")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn stream_liveness_values() {
+        let get = |v: &str| {
+            RuntimeConfig::from_lookup(|var| (var == ENV_STREAM_LIVENESS_MS).then(|| v.to_owned()))
+        };
+        assert_eq!(
+            get("1500").unwrap().stream_liveness,
+            Some(std::time::Duration::from_millis(1500))
+        );
+        assert_eq!(get("").unwrap().stream_liveness, None);
+        for bad in ["999", "-1", "soon"] {
+            let e = get(bad).unwrap_err().to_string();
+            assert!(
+                e.contains(ENV_STREAM_LIVENESS_MS) && e.contains(&format!("{bad:?}")),
                 "{e}"
             );
         }

@@ -32,9 +32,9 @@ mod scrape_targets;
 mod system_server;
 
 pub use config::{
-    RequestPlaneConfig, RuntimeConfig, SystemServerConfig, DEFAULT_SYSTEM_HOST,
-    ENV_METRICS_SERIES_LIMIT, ENV_NATS_SERVER, ENV_SYSTEM_ADVERTISE_HOST, ENV_SYSTEM_HOST,
-    ENV_SYSTEM_PORT,
+    RequestPlaneConfig, RuntimeConfig, SystemServerConfig, DEFAULT_STREAM_LIVENESS,
+    DEFAULT_SYSTEM_HOST, ENV_METRICS_SERIES_LIMIT, ENV_NATS_SERVER, ENV_STREAM_LIVENESS_MS,
+    ENV_SYSTEM_ADVERTISE_HOST, ENV_SYSTEM_HOST, ENV_SYSTEM_PORT,
 };
 pub use discovery::{DiscoveryError, RecordLease, RECORD_GATHER};
 pub use error::{MetricsError, RuntimeError};

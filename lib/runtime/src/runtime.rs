@@ -44,6 +44,7 @@ struct Inner {
     /// The published address of the system server, for Prometheus.
     scrape_lease: parking_lot::Mutex<Option<RecordLease>>,
     advertise_host: Option<String>,
+    stream_liveness: std::time::Duration,
     // Declared before `tokio` so that it stops before the runtime does.
     system_server: Option<SystemServer>,
     tokio: AsyncRuntime,
@@ -129,6 +130,9 @@ impl DistributedRuntime {
                 system_server,
                 scrape_lease: parking_lot::Mutex::new(None),
                 advertise_host: config.advertise_host,
+                stream_liveness: config
+                    .stream_liveness
+                    .unwrap_or(crate::config::DEFAULT_STREAM_LIVENESS),
                 tokio,
             }),
         };
@@ -236,7 +240,7 @@ impl DistributedRuntime {
                 let plane = self
                     .inner
                     .nats_plane
-                    .get_or_try_init(|| NatsPlane::connect(url))
+                    .get_or_try_init(|| NatsPlane::connect(url, self.inner.stream_liveness))
                     .await?;
                 Ok(Plane::Nats(plane.clone()))
             }

@@ -167,6 +167,10 @@ pub mod frontend {
         pub const ENGINE: &str = "engine";
         /// The client disconnected before the response ended.
         pub const CLIENT_DISCONNECTED: &str = "client_disconnected";
+        /// The worker serving the request died or became unreachable: it sent
+        /// nothing, not even its heartbeat, for the stream liveness deadline
+        /// (`DYN_STREAM_LIVENESS_MS`), or its stream was cut.
+        pub const WORKER_LOST: &str = "worker_lost";
     }
 }
 

@@ -19,7 +19,9 @@ pub(crate) type Canceller = Box<dyn FnOnce() + Send>;
 
 /// A started request: its frames and how to cancel it.
 pub(crate) struct Started {
-    pub frames: BoxStream<'static, Frame>,
+    /// The request's frames; an `Err` ends the request (the transport lost
+    /// the instance).
+    pub frames: BoxStream<'static, Result<Frame, TransportError>>,
     pub cancel: Canceller,
 }
 
@@ -204,7 +206,9 @@ where
             Plane::Local(local) => {
                 let (mut rx, token) = local.call(&self.inner.path, instance, payload)?;
                 Started {
-                    frames: futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed(),
+                    frames: futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+                        .map(Ok)
+                        .boxed(),
                     cancel: Box::new(move || token.cancel()),
                 }
             }
@@ -233,7 +237,7 @@ where
 pub struct ResponseReceiver<Resp> {
     endpoint: String,
     instance: InstanceId,
-    frames: BoxStream<'static, Frame>,
+    frames: BoxStream<'static, Result<Frame, TransportError>>,
     cancel: Option<Canceller>,
     done: bool,
     _types: PhantomData<fn() -> Resp>,
@@ -278,7 +282,7 @@ impl<Resp: DeserializeOwned> Stream for ResponseReceiver<Resp> {
         };
         let endpoint = self.endpoint.clone();
         let item = match frame {
-            Some(Frame::Item(bytes)) => match serde_json::from_slice(&bytes) {
+            Some(Ok(Frame::Item(bytes))) => match serde_json::from_slice(&bytes) {
                 Ok(resp) => return Poll::Ready(Some(Ok(resp))),
                 Err(source) => {
                     // We cannot read the rest: stop the server too.
@@ -288,12 +292,19 @@ impl<Resp: DeserializeOwned> Stream for ResponseReceiver<Resp> {
                     Some(Err(CallError::ResponseDecoding { endpoint, source }))
                 }
             },
-            Some(Frame::End) => None,
-            Some(Frame::Failed(f)) => Some(Err(CallError::Remote {
+            Some(Ok(Frame::End)) => None,
+            Some(Ok(Frame::Failed(f))) => Some(Err(CallError::Remote {
                 endpoint,
                 error_type: f.error_type.to_owned(),
                 message: f.message,
             })),
+            Some(Err(source)) => {
+                // The instance is gone: tell it to stop, should it still run.
+                if let Some(cancel) = self.cancel.take() {
+                    cancel();
+                }
+                Some(Err(CallError::Transport { endpoint, source }))
+            }
             None => Some(Err(CallError::Transport {
                 endpoint,
                 source: TransportError::StreamCut,

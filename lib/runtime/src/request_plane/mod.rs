@@ -215,6 +215,13 @@ pub enum TransportError {
     /// connection went away).
     #[error("the response stream ended without its end")]
     StreamCut,
+    /// The instance serving a request sent nothing, not even its heartbeat,
+    /// for this long: it died, or it or the connection to it stopped.
+    #[error("the instance serving the request sent nothing for {silent:?}: it is gone")]
+    WorkerLost {
+        /// How long it was silent.
+        silent: std::time::Duration,
+    },
 }
 
 /// An error from calling an endpoint.

@@ -15,6 +15,7 @@ use crate::discovery::NatsRecords;
 use instances::{InstanceRecord, InstanceRegistry, NatsServing};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use transport::NatsTransport;
 
 /// The NATS connection of one runtime and what runs over it.
@@ -26,7 +27,10 @@ pub(crate) struct NatsPlane {
 
 impl NatsPlane {
     /// Connects to the NATS server at `url` and opens the instance bucket.
-    pub(crate) async fn connect(url: &str) -> Result<Arc<Self>, TransportError> {
+    pub(crate) async fn connect(
+        url: &str,
+        liveness: Duration,
+    ) -> Result<Arc<Self>, TransportError> {
         let client = async_nats::ConnectOptions::new()
             .name("dynamo-runtime")
             .connect(url)
@@ -38,7 +42,7 @@ impl NatsPlane {
         let instances = Arc::new(InstanceRegistry::open(client.clone()).await?);
         tracing::info!(url, "request plane: NATS");
         Ok(Arc::new(Self {
-            transport: NatsTransport::new(client.clone()),
+            transport: NatsTransport::new(client.clone(), liveness),
             instances,
             records: Arc::new(NatsRecords::new(client)),
         }))

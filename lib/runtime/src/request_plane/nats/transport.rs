@@ -25,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Room kept under the server's `max_payload` for a request's subject and headers.
 const HEADER_ALLOWANCE: usize = 512;
+/// How often an instance tells each caller that it still works on its
+/// request (an `alive` frame), whatever else it sends.
+pub const STREAM_HEARTBEAT: Duration = Duration::from_millis(500);
 
 const H_REQUEST_ID: &str = "Dyn-Request-Id";
 const H_REPLY: &str = "Dyn-Reply";
@@ -44,13 +47,17 @@ type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
 pub(crate) struct NatsTransport {
     client: async_nats::Client,
     handle: Handle,
+    /// How long a caller waits for the next frame before it gives the
+    /// instance up (see `RuntimeConfig::stream_liveness`).
+    liveness: Duration,
 }
 
 impl NatsTransport {
-    pub(crate) fn new(client: async_nats::Client) -> Self {
+    pub(crate) fn new(client: async_nats::Client, liveness: Duration) -> Self {
         Self {
             client,
             handle: Handle::current(),
+            liveness,
         }
     }
 
@@ -142,7 +149,7 @@ impl NatsTransport {
         let cancel_subject = format!("{base}.cancel");
         let cancel_key = inbox;
         Ok(Started {
-            frames: frames.map(decode_frame).boxed(),
+            frames: live_frames(frames, self.liveness),
             cancel: Box::new(move || {
                 handle.spawn(async move {
                     if let Err(e) = client.publish(cancel_subject, cancel_key.into()).await {
@@ -182,6 +189,47 @@ impl FrameSink for NatsSink {
             .publish_with_headers(self.inbox.clone(), headers, payload)
             .await
             .map_err(|_| SinkError::Transport)
+    }
+}
+
+/// The frames of one call, heartbeats left out, ending with
+/// [`TransportError::WorkerLost`] if nothing arrives for `liveness`.
+fn live_frames(
+    frames: async_nats::Subscriber,
+    liveness: Duration,
+) -> futures::stream::BoxStream<'static, Result<Frame, TransportError>> {
+    futures::stream::unfold(Some(frames), move |state| async move {
+        let mut frames = state?;
+        loop {
+            match tokio::time::timeout(liveness, frames.next()).await {
+                Err(_) => {
+                    let lost = TransportError::WorkerLost { silent: liveness };
+                    return Some((Err(lost), None));
+                }
+                Ok(None) => return None,
+                Ok(Some(msg)) if header(&msg, H_FRAME) == Some("alive") => continue,
+                Ok(Some(msg)) => return Some((Ok(decode_frame(msg)), Some(frames))),
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Publishes an `alive` frame to `inbox` every [`STREAM_HEARTBEAT`] until `done`.
+async fn heartbeats(client: async_nats::Client, inbox: String, done: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = done.cancelled() => return,
+            _ = tokio::time::sleep(STREAM_HEARTBEAT) => {}
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(H_FRAME, "alive");
+        if let Err(e) = client
+            .publish_with_headers(inbox.clone(), headers, Bytes::new())
+            .await
+        {
+            tracing::debug!(error = %e, "could not send a heartbeat");
+        }
     }
 }
 
@@ -251,9 +299,13 @@ async fn serve_requests(
         );
         tokio::spawn(async move {
             let key = inbox.clone();
+            let done = CancellationToken::new();
+            let beating = tokio::spawn(heartbeats(client.clone(), inbox.clone(), done.clone()));
             let mut sink = NatsSink { client, inbox };
             let ctx = Context::new(request_id, token);
             drive(handler, msg.payload, ctx, metrics.as_ref(), &mut sink).await;
+            done.cancel();
+            let _ = beating.await;
             running.lock().remove(&key);
         });
     }

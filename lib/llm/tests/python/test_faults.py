@@ -1,0 +1,112 @@
+"""A worker killed (SIGKILL) while it streams, behind a frontend over a real
+nats-server: every stream it carried ends for its client within the stream
+liveness deadline with an error event, the frontend counts them as
+`worker_lost`, and nothing stays in flight."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from llm_support import dynamo_binary, tool
+from test_hostile import DEADLINE, Deployment, free_port, scrape, valid, wait_for
+
+LIVENESS_MS = 1500
+STREAMS = 3
+
+
+@pytest.fixture()
+def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    binary = str(dynamo_binary())
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_SERVER", "DYN_SYSTEM_PORT", "DYN_SYSTEM_HOST")}
+    env.update(DYN_LOG="error", DYN_STREAM_LIVENESS_MS=str(LIVENESS_MS))
+    api, system, nats_port = free_port(), free_port(), free_port()
+    d = Deployment(api=api, system=system)
+    url = f"nats://127.0.0.1:{nats_port}"
+    try:
+        store = tmp_path_factory.mktemp("nats")
+        d.procs.append(
+            subprocess.Popen(
+                [tool("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(nats_port), "-sd", str(store)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        common = ["--nats", url, "--ttft-ms", "1", "--itl-ms", "20"]
+        worker = [binary, "serve", *common, "--role", "worker", "--system-port", str(system)]
+        frontend = [binary, "serve", *common, "--role", "frontend", "--http", f"127.0.0.1:{api}"]
+        for cmd in (worker, frontend):
+            deadline = time.monotonic() + DEADLINE
+            while True:  # nats-server may still be starting
+                p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+                time.sleep(0.5)
+                if p.poll() is None:
+                    d.procs.append(p)
+                    break
+                assert time.monotonic() < deadline, f"{cmd} keeps exiting"
+        wait_for(f"http://127.0.0.1:{system}/health", d)
+        wait_for(f"http://127.0.0.1:{api}/v1/models", d, check="mock-model")
+        yield d
+    finally:
+        for p in reversed(d.procs):
+            p.kill()
+            p.wait()
+
+
+class Stream(threading.Thread):
+    """One streamed chat request, read line by line."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.first = threading.Event()
+        self.lines: list[str] = []
+        self.ended_after_kill: float | None = None
+        self.killed_at: float | None = None
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=DEADLINE)
+        body = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2000, "stream": True}
+        conn.request("POST", "/v1/chat/completions", json.dumps(body), {"content-type": "application/json"})
+        resp = conn.getresponse()
+        for raw in resp:
+            line = raw.decode().strip()
+            if line:
+                self.lines.append(line)
+                self.first.set()
+        if self.killed_at is not None:
+            self.ended_after_kill = time.monotonic() - self.killed_at
+        conn.close()
+
+
+def test_a_killed_worker_ends_its_streams_with_an_error_and_nothing_stays_in_flight(split: Deployment) -> None:
+    streams = [Stream(split.api) for _ in range(STREAMS)]
+    for s in streams:
+        s.start()
+    for s in streams:
+        assert s.first.wait(DEADLINE), "every stream got its first chunk"
+    worker = split.procs[1]
+    killed_at = time.monotonic()
+    for s in streams:
+        s.killed_at = killed_at
+    os.kill(worker.pid, signal.SIGKILL)
+    for s in streams:
+        s.join(DEADLINE)
+        assert not s.is_alive(), "the stream ended within the deadline"
+        assert any('"error"' in line for line in s.lines), s.lines[-3:]
+        assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
+    split.procs[2].poll()
+    assert split.procs[2].returncode is None, "the frontend lives"
+    text = scrape(split.api)
+    samples = valid(text)
+    lost = samples.get('dynamo_frontend_request_errors_total{"endpoint": "chat_completions", "error_type": "worker_lost", "model": "mock-model"}')
+    assert lost == STREAMS, [k for k in samples if "errors_total" in k]
+    inflight = samples.get('dynamo_frontend_inflight_requests{"model": "mock-model"}')
+    assert inflight == 0, inflight
