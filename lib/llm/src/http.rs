@@ -75,6 +75,10 @@ pub struct Frontend {
     /// This frontend's `/metrics`, published for Prometheus when the process
     /// has no system server (which would serve the same metrics).
     scrape_lease: Mutex<Option<RecordLease>>,
+    /// Cancelled to drain the API port.
+    shutdown: tokio_util::sync::CancellationToken,
+    /// The API port's server task, which ends once drained.
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 use dynamo_runtime::prometheus_names::frontend::{
@@ -117,6 +121,8 @@ impl Frontend {
             config,
             clients: Mutex::new(HashMap::new()),
             scrape_lease: Mutex::new(None),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            server: Mutex::new(None),
         }))
     }
 
@@ -144,12 +150,9 @@ impl Frontend {
         // Nagle's algorithm would hold them back until the client acknowledges.
         let app = self.router();
         let limits = self.config.http.clone().within_open_file_limit();
-        tokio::spawn(http_server::serve(
-            listener,
-            app,
-            limits,
-            std::future::pending(),
-        ));
+        let shutdown = self.shutdown.clone().cancelled_owned();
+        let server = tokio::spawn(http_server::serve(listener, app, limits, shutdown));
+        *self.server.lock() = Some(server);
         tracing::info!(address = %bound, "HTTP frontend listening (/v1/chat/completions, /v1/completions, /v1/models, /metrics, /health, /discovery/prometheus)");
         if self.drt.system_server_addr().is_none() {
             let target = self.drt.scrape_target(bound, "frontend");
@@ -160,6 +163,20 @@ impl Frontend {
             }
         }
         Ok(bound)
+    }
+
+    /// Drains the API port: stops accepting connections, lets the requests
+    /// in progress finish (up to `FrontendConfig::http`'s `drain_timeout`),
+    /// then returns.
+    pub async fn drain(&self) {
+        self.shutdown.cancel();
+        let server = self.server.lock().take();
+        if let Some(server) = server {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "the HTTP frontend's server task failed");
+            }
+        }
+        *self.scrape_lease.lock() = None;
     }
 
     async fn client(&self, model: &str, entry: &ModelEntry) -> Result<EngineClient, CallError> {

@@ -37,6 +37,14 @@ pub struct MockWorker {
 }
 
 impl MockWorker {
+    /// Drains the worker: withdraws the model card first (frontends stop
+    /// routing to it), takes no new request, and waits up to `timeout` for
+    /// the requests it is working on. Returns how many were left unfinished.
+    pub async fn drain(self, timeout: std::time::Duration) -> usize {
+        self.card.revoke().await;
+        self.served.drain(timeout).await
+    }
+
     /// Stops serving and withdraws the model card.
     pub async fn stop(self) {
         self.card.revoke().await;

@@ -31,6 +31,8 @@ pub struct HealthReport {
 pub(crate) struct Health {
     /// Each endpoint's status and how many instances of it this process serves.
     endpoints: RwLock<BTreeMap<String, (HealthStatus, usize)>>,
+    /// Set once the process drains: it answers `notready` from then on.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Health {
@@ -60,6 +62,12 @@ impl Health {
         }
     }
 
+    /// From now on the process is draining: `/health` says `notready`.
+    pub(crate) fn set_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub(crate) fn report(&self, uptime: f64) -> HealthReport {
         let endpoints: BTreeMap<String, HealthStatus> = self
             .endpoints
@@ -67,7 +75,8 @@ impl Health {
             .iter()
             .map(|(k, (status, _))| (k.clone(), *status))
             .collect();
-        let status = if endpoints.values().all(|s| *s == HealthStatus::Ready) {
+        let draining = self.draining.load(std::sync::atomic::Ordering::Relaxed);
+        let status = if !draining && endpoints.values().all(|s| *s == HealthStatus::Ready) {
             HealthStatus::Ready
         } else {
             HealthStatus::NotReady

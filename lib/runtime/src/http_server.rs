@@ -36,15 +36,19 @@ pub struct HttpLimits {
     pub max_header_bytes: usize,
     /// Connections open at once; past it, new ones wait in the backlog.
     pub max_connections: usize,
+    /// After shutdown, how long requests in progress may take to finish
+    /// before their connections are closed anyway.
+    pub drain_timeout: Duration,
 }
 
 impl Default for HttpLimits {
-    /// 10 s to send headers, 64 KiB of headers, 1024 connections.
+    /// 10 s to send headers, 64 KiB of headers, 1024 connections, 30 s to drain.
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             max_connections: 1024,
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -77,20 +81,38 @@ fn open_file_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
+/// Completes once the server drains (never, if it is dropped without draining).
+async fn until_draining(mut draining: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let now = *draining.borrow_and_update();
+        if now {
+            return;
+        }
+        if draining.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// How long accepting waits after the listener fails (out of file
 /// descriptors, say) before it tries again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves `app` on `listener` with `limits` until `shutdown` completes. Every
-/// connection runs on a task of its own that holds one of the
-/// `max_connections` permits until it closes, on every path.
+/// Serves `app` on `listener` with `limits` until `shutdown` completes, then
+/// drains: stops accepting, lets every request in progress finish (idle
+/// keep-alive connections are closed at once), and returns when all
+/// connections are closed or after `drain_timeout`. Every connection runs on
+/// a task of its own that holds one of the `max_connections` permits until it
+/// closes, on every path.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let max = limits.max_connections.max(1);
+    let permits = Arc::new(Semaphore::new(max));
+    let (drain, draining) = tokio::sync::watch::channel(false);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -122,11 +144,33 @@ pub async fn serve(
         }
         let http = http.clone();
         let service = TowerToHyperService::new(app.clone());
+        let draining = draining.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => r,
+                () = until_draining(draining) => {
+                    // Finish the request in progress, take no other.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
         });
+    }
+    drop(listener);
+    let _ = drain.send(true);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let drained = tokio::time::timeout(limits.drain_timeout, permits.acquire_many_owned(all)).await;
+    match drained {
+        Ok(_) => tracing::debug!("HTTP server drained"),
+        Err(_) => tracing::warn!(
+            timeout = ?limits.drain_timeout,
+            "HTTP server drain timed out; closing the connections left"
+        ),
     }
 }

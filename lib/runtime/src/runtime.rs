@@ -194,6 +194,13 @@ impl DistributedRuntime {
         self.inner.health.report(self.uptime().as_secs_f64())
     }
 
+    /// Marks the process as draining (on SIGTERM, say): from now on
+    /// `GET /health` answers `notready` (503), so load balancers and
+    /// orchestrators stop sending it work while it finishes what it has.
+    pub fn start_draining(&self) {
+        self.inner.health.set_draining();
+    }
+
     /// Time since the runtime was created.
     pub fn uptime(&self) -> std::time::Duration {
         self.inner.start.elapsed()

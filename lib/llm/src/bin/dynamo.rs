@@ -74,6 +74,10 @@ enum Command {
         /// also how long an idle keep-alive connection is kept, ms.
         #[arg(long, default_value_t = 10_000)]
         header_timeout_ms: u64,
+        /// On SIGTERM or SIGINT, how long requests in progress may take to
+        /// finish before the process exits anyway, ms.
+        #[arg(long, default_value_t = 30_000)]
+        drain_timeout_ms: u64,
     },
     /// Sends chat requests to a frontend and prints a summary.
     Load {
@@ -140,7 +144,9 @@ async fn main() -> anyhow::Result<()> {
             itl_ms,
             with_load,
             header_timeout_ms,
+            drain_timeout_ms,
         } => {
+            let drain_timeout = Duration::from_millis(drain_timeout_ms);
             let mut config = RuntimeConfig::from_env()?;
             if let Some(url) = nats {
                 config.request_plane = RequestPlaneConfig::Nats { url };
@@ -168,6 +174,7 @@ async fn main() -> anyhow::Result<()> {
             let drt = DistributedRuntime::from_config(config)?;
             let registry = ModelRegistry::new(drt.clone());
             let mut worker = None;
+            let mut frontend = None;
             if role != Role::Frontend {
                 let mocker = MockerConfig {
                     ttft: Duration::from_millis(ttft_ms),
@@ -180,12 +187,14 @@ async fn main() -> anyhow::Result<()> {
                 let config = FrontendConfig {
                     http: dynamo_runtime::http_server::HttpLimits {
                         header_read_timeout: Duration::from_millis(header_timeout_ms),
+                        drain_timeout,
                         ..Default::default()
                     },
                     ..Default::default()
                 };
-                let frontend = Frontend::new(drt.clone(), registry, config)?;
-                let bound = frontend.serve(http).await?;
+                let fe = Frontend::new(drt.clone(), registry, config)?;
+                let bound = fe.serve(http).await?;
+                frontend = Some(fe);
                 println!("frontend on http://{bound}");
                 if with_load {
                     tokio::spawn(demo_load(
@@ -200,10 +209,25 @@ async fn main() -> anyhow::Result<()> {
                     _ => println!("worker metrics on http://{addr}/metrics (model {model:?})"),
                 }
             }
-            tokio::signal::ctrl_c().await?;
-            if let Some(w) = worker {
-                w.stop().await;
+            let signal = stop_signal().await?;
+            // Drain: say notready, leave discovery, take no new work, finish
+            // what is in flight (up to --drain-timeout-ms), then exit.
+            tracing::info!(signal, "draining");
+            drt.start_draining();
+            let started = std::time::Instant::now();
+            // The frontend first: its requests in progress finish through the
+            // worker (in one process), and no new ones come in.
+            if let Some(f) = &frontend {
+                f.drain().await;
             }
+            if let Some(w) = worker.take() {
+                // Withdraws the model card first, so frontends stop routing here.
+                let left = w.drain(drain_timeout).await;
+                if left > 0 {
+                    tracing::warn!(left, "worker drain timed out");
+                }
+            }
+            println!("drained in {:.2} s", started.elapsed().as_secs_f64());
             Ok(())
         }
         Command::Load {
@@ -230,6 +254,19 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("{} requests failed", report.failed);
             }
             Ok(())
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT and says which came.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => Ok("SIGTERM"),
+        r = tokio::signal::ctrl_c() => {
+            r?;
+            Ok("SIGINT")
         }
     }
 }

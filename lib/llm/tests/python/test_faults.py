@@ -12,6 +12,8 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -63,9 +65,10 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
 class Stream(threading.Thread):
     """One streamed chat request, read line by line."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, max_tokens: int = 2000) -> None:
         super().__init__(daemon=True)
         self.port = port
+        self.max_tokens = max_tokens
         self.first = threading.Event()
         self.lines: list[str] = []
         self.ended_after_kill: float | None = None
@@ -73,7 +76,7 @@ class Stream(threading.Thread):
 
     def run(self) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=DEADLINE)
-        body = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2000, "stream": True}
+        body = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": self.max_tokens, "stream": True}
         conn.request("POST", "/v1/chat/completions", json.dumps(body), {"content-type": "application/json"})
         resp = conn.getresponse()
         for raw in resp:
@@ -110,3 +113,49 @@ def test_a_killed_worker_ends_its_streams_with_an_error_and_nothing_stays_in_fli
     assert lost == STREAMS, [k for k in samples if "errors_total" in k]
     inflight = samples.get('dynamo_frontend_inflight_requests{"model": "mock-model"}')
     assert inflight == 0, inflight
+
+
+def test_sigterm_drains_streams_in_flight_then_exits(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """SIGTERM on `dynamo serve` (one process): the streams in flight finish
+    whole, /health answers notready meanwhile, and the process exits 0."""
+    binary = str(dynamo_binary())
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_SERVER", "DYN_SYSTEM_PORT", "DYN_SYSTEM_HOST")}
+    env["DYN_LOG"] = "error"
+    api, system = free_port(), free_port()
+    cmd = [binary, "serve", "--http", f"127.0.0.1:{api}", "--system-port", str(system), "--ttft-ms", "1", "--itl-ms", "20"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE)
+    d = Deployment(api=api, system=system, procs=[proc])
+    try:
+        wait_for(f"http://127.0.0.1:{system}/health", d)
+        wait_for(f"http://127.0.0.1:{api}/v1/models", d, check="mock-model")
+        streams = [Stream(api, max_tokens=100) for _ in range(STREAMS)]
+        for s in streams:
+            s.start()
+        for s in streams:
+            assert s.first.wait(DEADLINE)
+        proc.send_signal(signal.SIGTERM)
+        # Draining: the system server says notready.
+        deadline = time.monotonic() + DEADLINE
+        status = 0
+        while time.monotonic() < deadline and status != 503:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{system}/health", timeout=2) as r:
+                    status = r.status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            except OSError:
+                break
+            time.sleep(0.05)
+        assert status == 503, status
+        for s in streams:
+            s.join(DEADLINE)
+            assert not s.is_alive()
+            assert not any('"error"' in line for line in s.lines), s.lines[-3:]
+            assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
+            assert sum(1 for line in s.lines if '"content"' in line) >= 100
+        assert proc.wait(DEADLINE) == 0
+        assert proc.stdout is not None
+        assert "drained in" in proc.stdout.read().decode()
+    finally:
+        proc.kill()
+        proc.wait()

@@ -61,6 +61,25 @@ impl ServedEndpoint {
         self.id
     }
 
+    /// Drains this instance: it leaves discovery and takes no new request,
+    /// then waits up to `timeout` for the requests it is working on to
+    /// finish. Returns how many were still running when it gave up (0 when
+    /// drained). In one process (the in-process plane) requests are the
+    /// callers' own tasks: there is nothing to wait for here.
+    pub async fn drain(self, timeout: std::time::Duration) -> usize {
+        let left = match self.registration {
+            Registration::Local(local) => {
+                local.unregister(&self.path, self.id);
+                0
+            }
+            Registration::Nats(serving) => serving.drain(timeout).await,
+        };
+        self.drt
+            .health_state()
+            .remove_instance(&self.path.to_string());
+        left
+    }
+
     /// Stops serving: new requests no longer reach this instance; requests
     /// already running finish.
     pub async fn stop(self) {

@@ -4,6 +4,7 @@
 //! list of the endpoints they call fresh by listing the bucket's keys.
 
 use super::key_prefix;
+use super::transport::Running;
 use crate::request_plane::{CallError, EndpointPath, InstanceId, TransportError};
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
@@ -64,6 +65,7 @@ impl InstanceRegistry {
         id: InstanceId,
         record: &InstanceRecord,
         stop: CancellationToken,
+        in_flight: Running,
     ) -> Result<NatsServing, TransportError> {
         let key = format!("{}{id:016x}", key_prefix(path));
         let value =
@@ -86,6 +88,7 @@ impl InstanceRegistry {
             kv: self.kv.clone(),
             key,
             stop,
+            in_flight,
         })
     }
 
@@ -189,9 +192,27 @@ pub(crate) struct NatsServing {
     kv: kv::Store,
     key: String,
     stop: CancellationToken,
+    /// The requests this instance is working on.
+    in_flight: Running,
 }
 
 impl NatsServing {
+    /// Stops taking requests and leaves the bucket, then waits up to
+    /// `timeout` for the requests in flight to finish. Returns how many were
+    /// still running when it gave up (0 when drained).
+    pub(crate) async fn drain(self, timeout: Duration) -> usize {
+        let in_flight = self.in_flight.clone();
+        self.stop().await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = in_flight.lock().len();
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops serving and the heartbeat, and removes the entry.
     pub(crate) async fn stop(self) {
         self.stop.cancel();

@@ -59,7 +59,7 @@ impl NatsPlane {
         system_addr: Option<SocketAddr>,
     ) -> Result<NatsServing, TransportError> {
         let subject = transport::subject(path, id);
-        let stop = self.transport.serve(&subject, handler, metrics).await?;
+        let (stop, in_flight) = self.transport.serve(&subject, handler, metrics).await?;
         let record = InstanceRecord {
             endpoint: path.to_string(),
             instance: format!("{id:016x}"),
@@ -68,7 +68,7 @@ impl NatsPlane {
         };
         match self
             .instances
-            .register(path, id, &record, stop.clone())
+            .register(path, id, &record, stop.clone(), in_flight)
             .await
         {
             Ok(serving) => Ok(serving),

@@ -40,8 +40,8 @@ pub(crate) fn subject(path: &EndpointPath, id: InstanceId) -> String {
     format!("dynamo.rq.{}{id:016x}", key_prefix(path))
 }
 
-/// Requests in flight on a serving instance, by request id, to cancel.
-type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
+/// Requests in flight on a serving instance, by the caller's inbox, to cancel.
+pub(crate) type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
 /// Carries requests and responses over one NATS connection.
 pub(crate) struct NatsTransport {
@@ -69,13 +69,13 @@ impl NatsTransport {
     }
 
     /// Serves the requests sent to `subject` with `handler` until the
-    /// returned token is cancelled.
+    /// returned token is cancelled; the map holds the requests in flight.
     pub(crate) async fn serve(
         &self,
         subject: &str,
         handler: Arc<dyn RawHandler>,
         metrics: Option<Arc<EndpointMetrics>>,
-    ) -> Result<CancellationToken, TransportError> {
+    ) -> Result<(CancellationToken, Running), TransportError> {
         let requests = self.subscribe(format!("{subject}.req")).await?;
         let cancels = self.subscribe(format!("{subject}.cancel")).await?;
         let stop = CancellationToken::new();
@@ -88,8 +88,8 @@ impl NatsTransport {
             running.clone(),
             stop.clone(),
         ));
-        tokio::spawn(serve_cancels(cancels, running, stop.clone()));
-        Ok(stop)
+        tokio::spawn(serve_cancels(cancels, running.clone(), stop.clone()));
+        Ok((stop, running))
     }
 
     /// Sends a request to instance `id` of `path` and returns its frames.
