@@ -43,21 +43,25 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts one; `None` when nats-server is not installed or does not come up.
     pub fn try_start() -> Option<Self> {
-        let binary = nats_server_binary()?;
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("dynamo-nats-{}-{port}", std::process::id()));
+        let child = Self::spawn(port, &dir)?;
+        Some(NatsServer {
+            child,
+            dir,
+            url: format!("nats://127.0.0.1:{port}"),
+        })
+    }
+
+    fn spawn(port: u16, dir: &Path) -> Option<Child> {
+        let binary = nats_server_binary()?;
         let child = Command::new(binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&dir)
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
-        let server = NatsServer {
-            child,
-            dir,
-            url: format!("nats://127.0.0.1:{port}"),
-        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
@@ -65,7 +69,21 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        Some(server)
+        Some(child)
+    }
+
+    /// Kills the server (as a crash would) and starts a new one on the same
+    /// port and store directory; memory-stored JetStream state is gone.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port: u16 = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the URL ends with the port");
+        self.child = Self::spawn(port, &self.dir).expect("nats-server restarts on its port");
     }
 
     /// Starts one, or panics saying how to get nats-server.

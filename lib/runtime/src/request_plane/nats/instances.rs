@@ -41,6 +41,7 @@ pub struct InstanceRecord {
 /// The instance bucket, and the instances known of the endpoints this
 /// process calls.
 pub(crate) struct InstanceRegistry {
+    js: jetstream::Context,
     kv: kv::Store,
     known: RwLock<HashMap<EndpointPath, Vec<InstanceId>>>,
     watched: Mutex<HashSet<EndpointPath>>,
@@ -52,6 +53,7 @@ impl InstanceRegistry {
         let js = jetstream::new(client);
         Ok(Self {
             kv: open_leased_bucket(&js, INSTANCE_BUCKET).await?,
+            js,
             known: RwLock::new(HashMap::new()),
             watched: Mutex::new(HashSet::new()),
         })
@@ -83,7 +85,13 @@ impl InstanceRegistry {
                 key: key.clone(),
                 source,
             })?;
-        tokio::spawn(heartbeat(self.kv.clone(), key.clone(), value, stop.clone()));
+        tokio::spawn(heartbeat(
+            self.js.clone(),
+            self.kv.clone(),
+            key.clone(),
+            value,
+            stop.clone(),
+        ));
         Ok(NatsServing {
             kv: self.kv.clone(),
             key,
@@ -222,14 +230,36 @@ impl NatsServing {
     }
 }
 
-async fn heartbeat(kv: kv::Store, key: String, value: Bytes, stop: CancellationToken) {
+/// Renews the instance's entry every [`HEARTBEAT`] until `stop`. When the
+/// put fails (a NATS server that restarted lost the bucket, which lives in
+/// memory), it creates the bucket again and puts once more, so the instance
+/// is listed again as soon as the connection is back.
+async fn heartbeat(
+    js: jetstream::Context,
+    mut kv: kv::Store,
+    key: String,
+    value: Bytes,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(HEARTBEAT) => {}
         }
-        if let Err(e) = kv.put(&key, value.clone()).await {
-            tracing::warn!(key, error = %e, "could not renew the instance entry");
+        let Err(e) = kv.put(&key, value.clone()).await else {
+            continue;
+        };
+        match open_leased_bucket(&js, INSTANCE_BUCKET).await {
+            Ok(fresh) => {
+                kv = fresh;
+                match kv.put(&key, value.clone()).await {
+                    Ok(_) => tracing::info!(key, "instance bucket created again; instance listed"),
+                    Err(e) => tracing::warn!(key, error = %e, "could not renew the instance entry"),
+                }
+            }
+            Err(open) => {
+                tracing::warn!(key, error = %e, reopen = %open, "could not renew the instance entry")
+            }
         }
     }
 }
