@@ -17,6 +17,7 @@ pub mod protocols;
 pub mod registry;
 
 use dynamo_runtime::request_plane::ServedEndpoint;
+use dynamo_runtime::request_plane::{HealthCheck, ServeOptions};
 use dynamo_runtime::{DistributedRuntime, RecordLease};
 use registry::{ModelEntry, ModelRegistry};
 
@@ -63,7 +64,15 @@ pub async fn start_mock_worker(
         .namespace(WORKER_NAMESPACE)
         .component(WORKER_COMPONENT)
         .endpoint(WORKER_ENDPOINT);
-    let served = endpoint.serve(mocker::mock_engine(config)).await?;
+    // A one-token canary every 10 s: /health follows whether the engine answers.
+    let canary = serde_json::json!({"token_ids": [1], "max_tokens": 1});
+    let options = ServeOptions {
+        health_check: Some(HealthCheck::new(canary)),
+        ..Default::default()
+    };
+    let served = endpoint
+        .serve_with_options(mocker::mock_engine(config), options)
+        .await?;
     let card = registry
         .register(
             model,

@@ -61,7 +61,10 @@ fn main() {
             let ep = comp.endpoint(name);
             ep.serve_with_options(
                 |r: Small, _ctx: Context| async move { Ok(single(r)) },
-                ServeOptions { automatic_metrics },
+                ServeOptions {
+                    automatic_metrics,
+                    ..Default::default()
+                },
             )
             .await
             .expect("serve");

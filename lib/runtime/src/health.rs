@@ -42,6 +42,14 @@ impl Health {
         self.endpoints.write().entry(name).or_insert((status, 1)).0 = status;
     }
 
+    /// Sets the status of an endpoint this process serves (no effect on
+    /// one it no longer serves).
+    pub(crate) fn set_endpoint_status(&self, name: &str, status: HealthStatus) {
+        if let Some(entry) = self.endpoints.write().get_mut(name) {
+            entry.0 = status;
+        }
+    }
+
     /// An instance of the endpoint is serving.
     pub(crate) fn add_instance(&self, name: String) {
         let mut endpoints = self.endpoints.write();

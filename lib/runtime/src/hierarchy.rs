@@ -98,8 +98,8 @@ impl Endpoint {
         serve::serve(self, handler, ServeOptions::default()).await
     }
 
-    /// [`Endpoint::serve`] with options. Hidden: see [`ServeOptions`].
-    #[doc(hidden)]
+    /// [`Endpoint::serve`] with options: a health check (a canary request
+    /// through the handler that `/health` follows).
     pub async fn serve_with_options<Req, Resp, F, Fut>(
         &self,
         handler: F,

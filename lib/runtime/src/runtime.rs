@@ -258,7 +258,7 @@ impl DistributedRuntime {
         &self.inner.local_records
     }
 
-    pub(crate) fn health_state(&self) -> &Health {
+    pub(crate) fn health_state(&self) -> &Arc<Health> {
         &self.inner.health
     }
 

@@ -417,3 +417,76 @@ async fn a_user_metric_that_is_an_automatic_one_is_the_same_series_in_either_ord
         served.stop().await;
     }
 }
+
+/// A canary through the handler drives readiness: `/health` says notready
+/// while it fails or hangs, ready again once it passes; canaries are not
+/// counted as requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_follow_a_canary_through_the_handler() {
+    use dynamo_runtime::request_plane::{HealthCheck, ServeOptions};
+    use dynamo_runtime::HealthStatus;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Arc;
+    const OK: u8 = 0;
+    const FAIL: u8 = 1;
+    const HANG: u8 = 2;
+    let drt = runtime();
+    let ep = endpoint(&drt);
+    let mode = Arc::new(AtomicU8::new(OK));
+    let m = mode.clone();
+    let options = ServeOptions {
+        health_check: Some(
+            HealthCheck::new(serde_json::json!({"n": 1, "mode": "canary"}))
+                .every(Duration::from_millis(50))
+                .timeout(Duration::from_millis(300)),
+        ),
+        ..Default::default()
+    };
+    let served = ep
+        .serve_with_options(
+            move |r: Req, _ctx: Context| {
+                let mode = m.load(Ordering::Relaxed);
+                async move {
+                    match mode {
+                        FAIL => Err("the engine lost its GPU".into()),
+                        HANG => {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            Ok(single(Token { i: 0 }))
+                        }
+                        _ => Ok(from_iter((0..r.n).map(|i| Token { i }))),
+                    }
+                }
+            },
+            options,
+        )
+        .await
+        .unwrap();
+    let status_becomes = |want: HealthStatus| {
+        let drt = drt.clone();
+        async move {
+            for _ in 0..200 {
+                if drt.health().status == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("health never became {want:?}: {:?}", drt.health());
+        }
+    };
+    status_becomes(HealthStatus::Ready).await;
+    mode.store(FAIL, Ordering::Relaxed);
+    status_becomes(HealthStatus::NotReady).await;
+    mode.store(OK, Ordering::Relaxed);
+    status_becomes(HealthStatus::Ready).await;
+    mode.store(HANG, Ordering::Relaxed);
+    status_becomes(HealthStatus::NotReady).await;
+    mode.store(OK, Ordering::Relaxed);
+    status_becomes(HealthStatus::Ready).await;
+    let p = scrape(&drt);
+    assert_eq!(
+        p.value(wh::REQUESTS_TOTAL, &ep_labels()).unwrap_or(0.0),
+        0.0,
+        "canaries are not requests"
+    );
+    served.stop().await;
+}

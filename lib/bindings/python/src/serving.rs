@@ -7,8 +7,9 @@ use crate::runtime::PyEndpoint;
 use dynamo_runtime::request_plane::{
     Client, Context, HandlerError, ResponseReceiver, ResponseStream, ServedEndpoint,
 };
+use dynamo_runtime::request_plane::{HealthCheck, ServeOptions};
 use futures::StreamExt;
-use pyo3::exceptions::{PyStopAsyncIteration, PyTypeError};
+use pyo3::exceptions::{PyStopAsyncIteration, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3_async_runtimes::TaskLocals;
@@ -109,20 +110,58 @@ impl PyEndpoint {
     /// Serves this endpoint: `handler(request)` is an async generator function
     /// whose yields are the responses. Requests and responses are JSON values.
     /// Returns a `ServedEndpoint`; the endpoint's automatic metrics are recorded.
+    /// With `health_check_payload`, that request goes through the handler every
+    /// `health_check_interval` seconds, and `/health` lists the endpoint as
+    /// notready while it fails or takes longer than `health_check_timeout`.
+    #[pyo3(signature = (handler, health_check_payload=None, health_check_interval=10.0, health_check_timeout=5.0))]
     fn serve_endpoint<'py>(
         &self,
         py: Python<'py>,
         handler: Py<PyAny>,
+        health_check_payload: Option<Bound<'py, PyAny>>,
+        health_check_interval: f64,
+        health_check_timeout: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let locals = pyo3_async_runtimes::tokio::get_current_locals(py)?;
         let endpoint = self.inner.clone();
         let handler = Arc::new(handler);
+        let health_check = match health_check_payload {
+            None => None,
+            Some(payload) => {
+                let text: String = py
+                    .import("json")?
+                    .call_method1("dumps", (payload,))?
+                    .extract()?;
+                let value = serde_json::from_str(&text).map_err(|e| {
+                    PyValueError::new_err(format!("health_check_payload is not JSON: {e}"))
+                })?;
+                let seconds = |name: &str, v: f64| {
+                    std::time::Duration::try_from_secs_f64(v).map_err(|_| {
+                        PyValueError::new_err(format!(
+                            "{name} must be a number of seconds >= 0, got {v}"
+                        ))
+                    })
+                };
+                Some(
+                    HealthCheck::new(value)
+                        .every(seconds("health_check_interval", health_check_interval)?)
+                        .timeout(seconds("health_check_timeout", health_check_timeout)?),
+                )
+            }
+        };
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let options = ServeOptions {
+                health_check,
+                ..Default::default()
+            };
             let served = endpoint
-                .serve(move |request: Json, _ctx: Context| {
-                    let result = python_stream(&handler, &locals, request);
-                    async move { result }
-                })
+                .serve_with_options(
+                    move |request: Json, _ctx: Context| {
+                        let result = python_stream(&handler, &locals, request);
+                        async move { result }
+                    },
+                    options,
+                )
                 .await
                 .map_err(serve_error)?;
             Ok(PyServedEndpoint {

@@ -125,3 +125,57 @@ def test_guide_requests_total_is_the_automatic_series_in_either_order(
 
     asyncio.run(main())
     assert capfd.readouterr().err.count("the runtime already counts this metric") == 1
+
+
+def test_health_check_canary_drives_readiness(drt: DistributedRuntime) -> None:
+    """A canary through the Python handler: /health says notready while it
+    raises, ready again once it answers."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    healthy = {"now": True}
+
+    async def handler(request: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        if request.get("canary") and not healthy["now"]:
+            raise RuntimeError("engine lost")
+        yield {"ok": True}
+
+    def status() -> str:
+        address = drt.system_server_address()
+        assert address is not None
+        port = address.rsplit(":", 1)[1]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                body: str = json.loads(r.read())["status"]
+        except urllib.error.HTTPError as e:
+            body = json.loads(e.read())["status"]
+        return body
+
+    async def becomes(want: str) -> None:
+        for _ in range(200):
+            if status() == want:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"health never became {want}")
+
+    async def main() -> None:
+        endpoint = drt.namespace("py").component("worker").endpoint("generate")
+        served = await endpoint.serve_endpoint(
+            handler, health_check_payload={"canary": True}, health_check_interval=0.05, health_check_timeout=1.0
+        )
+        await becomes("ready")
+        healthy["now"] = False
+        await becomes("notready")
+        healthy["now"] = True
+        await becomes("ready")
+        await served.stop()
+
+    asyncio.run(main())
+    with pytest.raises(ValueError, match="health_check_interval"):
+
+        async def bad() -> None:
+            endpoint = drt.namespace("py").component("worker").endpoint("other")
+            await endpoint.serve_endpoint(handler, health_check_payload={}, health_check_interval=-1.0)
+
+        asyncio.run(bad())

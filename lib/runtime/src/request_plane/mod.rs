@@ -26,14 +26,14 @@ mod client;
 mod driver;
 mod endpoint_metrics;
 mod handler;
+mod health_check;
 mod local;
 pub(crate) mod nats;
 pub(crate) mod serve;
 
 pub use client::{Client, ResponseReceiver};
-#[doc(hidden)]
-pub use serve::ServeOptions;
-pub use serve::ServedEndpoint;
+pub use health_check::HealthCheck;
+pub use serve::{ServeOptions, ServedEndpoint};
 
 pub(crate) use local::LocalPlane;
 pub(crate) use nats::NatsPlane;

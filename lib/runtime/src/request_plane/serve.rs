@@ -3,6 +3,7 @@
 use super::client::Client;
 use super::endpoint_metrics::EndpointMetrics;
 use super::handler::{RawHandler, Typed};
+use super::health_check::{self, HealthCheck};
 use super::nats::instances::NatsServing;
 use super::{
     CallError, Context, EndpointPath, HandlerError, InstanceId, Plane, ResponseStream, ServeError,
@@ -12,21 +13,34 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
-/// Options of [`Endpoint::serve_with_options`]. Hidden from the docs: its
-/// one switch exists only for the benchmark that measures what the
-/// automatic metrics cost (`benches/request_plane.rs`); users serve with
-/// [`Endpoint::serve`], which always records them.
-#[doc(hidden)]
+/// Options of [`Endpoint::serve_with_options`].
+///
+/// ```
+/// use dynamo_runtime::request_plane::{HealthCheck, ServeOptions};
+/// let options = ServeOptions {
+///     health_check: Some(HealthCheck::new(serde_json::json!("ping"))),
+///     ..Default::default()
+/// };
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Record the automatic per-endpoint metrics (default true).
+    /// A canary request sent through the handler every so often; while it
+    /// fails, `/health` lists the endpoint as `notready`. Default none.
+    pub health_check: Option<HealthCheck>,
+    /// Record the automatic per-endpoint metrics (default true). Hidden from
+    /// the docs: turning them off exists only for the benchmark that
+    /// measures what they cost (`benches/request_plane.rs`).
+    #[doc(hidden)]
     pub automatic_metrics: bool,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
+            health_check: None,
             automatic_metrics: true,
         }
     }
@@ -44,6 +58,8 @@ pub struct ServedEndpoint {
     path: EndpointPath,
     id: InstanceId,
     registration: Registration,
+    /// Stops the health check's canaries, if any run.
+    checks: CancellationToken,
 }
 
 impl std::fmt::Debug for ServedEndpoint {
@@ -67,6 +83,7 @@ impl ServedEndpoint {
     /// drained). In one process (the in-process plane) requests are the
     /// callers' own tasks: there is nothing to wait for here.
     pub async fn drain(self, timeout: std::time::Duration) -> usize {
+        self.checks.cancel();
         let left = match self.registration {
             Registration::Local(local) => {
                 local.unregister(&self.path, self.id);
@@ -83,6 +100,7 @@ impl ServedEndpoint {
     /// Stops serving: new requests no longer reach this instance; requests
     /// already running finish.
     pub async fn stop(self) {
+        self.checks.cancel();
         match self.registration {
             Registration::Local(local) => local.unregister(&self.path, self.id),
             Registration::Nats(serving) => serving.stop().await,
@@ -130,6 +148,7 @@ where
         None
     };
     let handler: Arc<dyn RawHandler> = Arc::new(Typed::new(handler));
+    let canary_handler = handler.clone();
     let id: InstanceId = fastrand::u64(..);
     let plane = endpoint
         .drt()
@@ -161,11 +180,22 @@ where
     };
     endpoint.drt().health_state().add_instance(path.to_string());
     tracing::info!(endpoint = %path, instance = format!("{id:016x}"), "serving");
+    let checks = CancellationToken::new();
+    if let Some(check) = options.health_check {
+        tokio::spawn(health_check::run(
+            check,
+            canary_handler,
+            endpoint.drt().health_state().clone(),
+            path.to_string(),
+            checks.clone(),
+        ));
+    }
     Ok(ServedEndpoint {
         drt: endpoint.drt().clone(),
         path,
         id,
         registration,
+        checks,
     })
 }
 
