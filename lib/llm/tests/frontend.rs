@@ -291,8 +291,26 @@ async fn bad_requests_get_openai_errors_and_are_counted() {
     worker.served.stop().await;
     assert_eq!(post(chat("mock-model", 4)).await.0, 503);
     worker.card.revoke().await;
-    // The frontend trusts its list of models for up to 500 ms.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The frontend drops a model once it was missing from three listings
+    // (500 ms apart): wait for /v1/models to stop listing it.
+    let models_url = format!("{url}/v1/models");
+    let mut gone = false;
+    for _ in 0..200 {
+        let v: Value = http
+            .get(&models_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !v.to_string().contains("mock-model") {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the model left /v1/models within 10 s of its card");
     assert_eq!(
         post(chat("mock-model", 4)).await.0,
         404,
