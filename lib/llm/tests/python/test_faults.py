@@ -159,3 +159,74 @@ def test_sigterm_drains_streams_in_flight_then_exits(tmp_path_factory: pytest.Te
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_two_workers_one_killed_its_streams_end_the_others_finish_and_new_requests_avoid_it(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    binary = str(dynamo_binary())
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_SERVER", "DYN_SYSTEM_PORT", "DYN_SYSTEM_HOST")}
+    env.update(DYN_LOG="error", DYN_STREAM_LIVENESS_MS=str(LIVENESS_MS))
+    api, nats_port = free_port(), free_port()
+    systems = [free_port(), free_port()]
+    d = Deployment(api=api, system=systems[0])
+    url = f"nats://127.0.0.1:{nats_port}"
+    try:
+        store = tmp_path_factory.mktemp("nats2")
+        d.procs.append(
+            subprocess.Popen(
+                [tool("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(nats_port), "-sd", str(store)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        time.sleep(0.5)
+        common = ["--nats", url, "--ttft-ms", "1", "--itl-ms", "20"]
+        for port in systems:
+            d.procs.append(
+                subprocess.Popen(
+                    [binary, "serve", *common, "--role", "worker", "--system-port", str(port)], env=env, stdout=subprocess.DEVNULL
+                )
+            )
+        d.procs.append(
+            subprocess.Popen(
+                [binary, "serve", *common, "--role", "frontend", "--http", f"127.0.0.1:{api}"], env=env, stdout=subprocess.DEVNULL
+            )
+        )
+        for port in systems:
+            wait_for(f"http://127.0.0.1:{port}/health", d)
+        wait_for(f"http://127.0.0.1:{api}/v1/models", d, check="mock-model")
+        # Round-robin spreads the streams over both workers.
+        streams = [Stream(api, max_tokens=150) for _ in range(6)]
+        for s in streams:
+            s.start()
+        for s in streams:
+            assert s.first.wait(DEADLINE)
+        killed_at = time.monotonic()
+        for s in streams:
+            s.killed_at = killed_at
+        os.kill(d.procs[1].pid, signal.SIGKILL)
+        # New requests avoid the dead worker at once (it gives no answer, so the call moves on).
+        for _ in range(5):
+            conn = http.client.HTTPConnection("127.0.0.1", api, timeout=DEADLINE)
+            body = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+            conn.request("POST", "/v1/chat/completions", json.dumps(body), {"content-type": "application/json"})
+            assert conn.getresponse().status == 200
+            conn.close()
+        avoided = time.monotonic() - killed_at
+        for s in streams:
+            s.join(DEADLINE)
+            assert not s.is_alive()
+        failed = [s for s in streams if any('"error"' in line for line in s.lines)]
+        whole = [s for s in streams if not any('"error"' in line for line in s.lines)]
+        assert failed and whole, "some streams were on each worker"
+        ended = max(s.ended_after_kill or 0.0 for s in failed)
+        print(f"\nworker killed: its {len(failed)} streams ended within {ended:.2f} s; new requests served after {avoided:.2f} s")
+        samples = valid(scrape(api))
+        lost = samples.get('dynamo_frontend_request_errors_total{"endpoint": "chat_completions", "error_type": "worker_lost", "model": "mock-model"}')
+        assert lost == len(failed)
+        assert samples.get('dynamo_frontend_inflight_requests{"model": "mock-model"}') == 0
+    finally:
+        for p in reversed(d.procs):
+            p.kill()
+            p.wait()
