@@ -180,6 +180,21 @@ where
                     tracing::debug!(endpoint = %self.inner.path, instance = id, "instance gone; trying the next one");
                     last_error = Some(e);
                 }
+                // Not accepted (an instance that died a moment ago may still
+                // have its subscription on the server): nothing ran there, so
+                // the next instance may take it.
+                Err(
+                    e @ CallError::Transport {
+                        source: TransportError::Request { .. },
+                        ..
+                    },
+                ) => {
+                    tracing::debug!(endpoint = %self.inner.path, instance = id, error = %e, "instance did not accept; trying the next one");
+                    if let Plane::Nats(nats) = &self.inner.plane {
+                        nats.instances.forget(&self.inner.path, id);
+                    }
+                    last_error = Some(e);
+                }
                 other => return other,
             }
         }
