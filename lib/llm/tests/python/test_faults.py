@@ -238,3 +238,28 @@ def test_two_workers_one_killed_its_streams_end_the_others_finish_and_new_reques
         for p in reversed(d.procs):
             p.kill()
             p.wait()
+
+
+def test_sigterm_on_a_worker_finishes_its_streams_over_nats(split: Deployment) -> None:
+    """SIGTERM on a worker behind a frontend over NATS: it takes no new
+    request, the streams it carries finish whole, then it exits 0."""
+    streams = [Stream(split.api, max_tokens=100) for _ in range(STREAMS)]
+    for s in streams:
+        s.start()
+    for s in streams:
+        assert s.first.wait(DEADLINE)
+    worker = split.procs[1]
+    worker.send_signal(signal.SIGTERM)
+    for s in streams:
+        s.join(DEADLINE)
+        assert not s.is_alive()
+        assert not any('"error"' in line for line in s.lines), s.lines[-3:]
+        assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
+    assert worker.wait(DEADLINE) == 0
+    samples = valid(scrape(split.api))
+    assert samples.get('dynamo_frontend_inflight_requests{"model": "mock-model"}') == 0
+    ok = samples.get(
+        'dynamo_frontend_requests_total{"endpoint": "chat_completions", "model": "mock-model", '
+        '"request_type": "stream", "status": "success"}'
+    )
+    assert ok == STREAMS, ok
