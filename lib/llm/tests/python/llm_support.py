@@ -1,15 +1,25 @@
 """Helpers for the tests that run the `dynamo` binary: where the repository
-is, and where cargo put the binary (honouring `CARGO_TARGET_DIR` and
-`build.target-dir`, through `cargo metadata`)."""
+is, where cargo put the binary (honouring `CARGO_TARGET_DIR` and
+`build.target-dir`, through `cargo metadata`), and deployments of real
+processes (nats-server, workers, frontends) with their readiness checks,
+their scrapes and the validity checks of what they serve."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import socket
 import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+DEADLINE = 30.0  # seconds, for every wait of the tests that run processes
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -46,3 +56,94 @@ def tool(name: str) -> str:
     if found is None:
         raise FileNotFoundError(f"{name} is not installed (scripts/test.sh installs it)")
     return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Deployment:
+    api: int  # the frontend's port
+    system: int  # a system server's port (the worker's)
+    pids: list[int] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def alive(self) -> None:
+        for p in self.procs:
+            assert p.poll() is None, f"{p.args!r} exited with {p.returncode}"
+
+
+def wait_for(url: str, deployment: Deployment, check: str = "") -> None:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        deployment.alive()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if check in r.read().decode():
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not ready within {DEADLINE} s")
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    """The environment for a `dynamo` process: this one's, without the
+    variables that would point it elsewhere, with `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_SERVER", "DYN_SYSTEM_PORT", "DYN_SYSTEM_HOST")}
+    env.update(extra)
+    return env
+
+
+def start_nats(d: Deployment, store: Path) -> str:
+    """Starts a nats-server with JetStream on a free port; returns its URL."""
+    port = free_port()
+    d.procs.append(
+        subprocess.Popen(
+            [tool("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    return f"nats://127.0.0.1:{port}"
+
+
+def start(d: Deployment, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Starts `cmd`, again while it exits at once (nats-server may still be starting)."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        if p.poll() is None:
+            d.procs.append(p)
+            return p
+        assert time.monotonic() < deadline, f"{cmd} keeps exiting"
+
+
+def stop(d: Deployment) -> None:
+    """Kills every process of the deployment, the last started first."""
+    for p in reversed(d.procs):
+        p.kill()
+        p.wait()
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=DEADLINE) as r:
+        text: str = r.read().decode()
+    return text
+
+
+def valid(text: str) -> dict[str, float]:
+    """Parses with prometheus_client and checks with promtool; returns the samples."""
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
+    check = subprocess.run([tool("promtool"), "check", "metrics"], input=text.encode(), capture_output=True)
+    errors = [l for l in check.stdout.decode().splitlines() + check.stderr.decode().splitlines() if "error" in l.lower()]
+    assert not errors, errors
+    return samples

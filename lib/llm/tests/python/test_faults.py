@@ -15,51 +15,45 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from llm_support import dynamo_binary, tool
-from test_hostile import DEADLINE, Deployment, free_port, scrape, valid, wait_for
+from llm_support import DEADLINE, Deployment, dynamo_binary, free_port, scrape, start, start_nats, stop, process_env, valid, wait_for
 
 LIVENESS_MS = 1500
 STREAMS = 3
 
 
+def split_deployment(store: Path, workers: int = 1) -> Deployment:
+    """nats-server, `workers` mock workers (20 ms per token) and a frontend,
+    with a short stream liveness deadline."""
+    binary = str(dynamo_binary())
+    env = process_env(DYN_LOG="error", DYN_STREAM_LIVENESS_MS=str(LIVENESS_MS))
+    api = free_port()
+    systems = [free_port() for _ in range(workers)]
+    d = Deployment(api=api, system=systems[0])
+    try:
+        url = start_nats(d, store)
+        common = ["--nats", url, "--ttft-ms", "1", "--itl-ms", "20"]
+        for port in systems:
+            start(d, [binary, "serve", *common, "--role", "worker", "--system-port", str(port)], env)
+        start(d, [binary, "serve", *common, "--role", "frontend", "--http", f"127.0.0.1:{api}"], env)
+        for port in systems:
+            wait_for(f"http://127.0.0.1:{port}/health", d)
+        wait_for(f"http://127.0.0.1:{api}/v1/models", d, check="mock-model")
+    except BaseException:
+        stop(d)
+        raise
+    return d
+
+
 @pytest.fixture()
 def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    binary = str(dynamo_binary())
-    env = {k: v for k, v in os.environ.items() if k not in ("NATS_SERVER", "DYN_SYSTEM_PORT", "DYN_SYSTEM_HOST")}
-    env.update(DYN_LOG="error", DYN_STREAM_LIVENESS_MS=str(LIVENESS_MS))
-    api, system, nats_port = free_port(), free_port(), free_port()
-    d = Deployment(api=api, system=system)
-    url = f"nats://127.0.0.1:{nats_port}"
+    d = split_deployment(tmp_path_factory.mktemp("nats"))
     try:
-        store = tmp_path_factory.mktemp("nats")
-        d.procs.append(
-            subprocess.Popen(
-                [tool("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(nats_port), "-sd", str(store)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        common = ["--nats", url, "--ttft-ms", "1", "--itl-ms", "20"]
-        worker = [binary, "serve", *common, "--role", "worker", "--system-port", str(system)]
-        frontend = [binary, "serve", *common, "--role", "frontend", "--http", f"127.0.0.1:{api}"]
-        for cmd in (worker, frontend):
-            deadline = time.monotonic() + DEADLINE
-            while True:  # nats-server may still be starting
-                p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
-                time.sleep(0.5)
-                if p.poll() is None:
-                    d.procs.append(p)
-                    break
-                assert time.monotonic() < deadline, f"{cmd} keeps exiting"
-        wait_for(f"http://127.0.0.1:{system}/health", d)
-        wait_for(f"http://127.0.0.1:{api}/v1/models", d, check="mock-model")
         yield d
     finally:
-        for p in reversed(d.procs):
-            p.kill()
-            p.wait()
+        stop(d)
 
 
 class Stream(threading.Thread):
@@ -119,8 +113,7 @@ def test_sigterm_drains_streams_in_flight_then_exits(tmp_path_factory: pytest.Te
     """SIGTERM on `dynamo serve` (one process): the streams in flight finish
     whole, /health answers notready meanwhile, and the process exits 0."""
     binary = str(dynamo_binary())
-    env = {k: v for k, v in os.environ.items() if k not in ("NATS_SERVER", "DYN_SYSTEM_PORT", "DYN_SYSTEM_HOST")}
-    env["DYN_LOG"] = "error"
+    env = process_env(DYN_LOG="error")
     api, system = free_port(), free_port()
     cmd = [binary, "serve", "--http", f"127.0.0.1:{api}", "--system-port", str(system), "--ttft-ms", "1", "--itl-ms", "20"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE)
@@ -164,38 +157,9 @@ def test_sigterm_drains_streams_in_flight_then_exits(tmp_path_factory: pytest.Te
 def test_two_workers_one_killed_its_streams_end_the_others_finish_and_new_requests_avoid_it(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    binary = str(dynamo_binary())
-    env = {k: v for k, v in os.environ.items() if k not in ("NATS_SERVER", "DYN_SYSTEM_PORT", "DYN_SYSTEM_HOST")}
-    env.update(DYN_LOG="error", DYN_STREAM_LIVENESS_MS=str(LIVENESS_MS))
-    api, nats_port = free_port(), free_port()
-    systems = [free_port(), free_port()]
-    d = Deployment(api=api, system=systems[0])
-    url = f"nats://127.0.0.1:{nats_port}"
+    d = split_deployment(tmp_path_factory.mktemp("nats2"), workers=2)
+    api = d.api
     try:
-        store = tmp_path_factory.mktemp("nats2")
-        d.procs.append(
-            subprocess.Popen(
-                [tool("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(nats_port), "-sd", str(store)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        time.sleep(0.5)
-        common = ["--nats", url, "--ttft-ms", "1", "--itl-ms", "20"]
-        for port in systems:
-            d.procs.append(
-                subprocess.Popen(
-                    [binary, "serve", *common, "--role", "worker", "--system-port", str(port)], env=env, stdout=subprocess.DEVNULL
-                )
-            )
-        d.procs.append(
-            subprocess.Popen(
-                [binary, "serve", *common, "--role", "frontend", "--http", f"127.0.0.1:{api}"], env=env, stdout=subprocess.DEVNULL
-            )
-        )
-        for port in systems:
-            wait_for(f"http://127.0.0.1:{port}/health", d)
-        wait_for(f"http://127.0.0.1:{api}/v1/models", d, check="mock-model")
         # Round-robin spreads the streams over both workers.
         streams = [Stream(api, max_tokens=150) for _ in range(6)]
         for s in streams:
@@ -235,9 +199,7 @@ def test_two_workers_one_killed_its_streams_end_the_others_finish_and_new_reques
         assert lost == len(failed)
         assert samples.get('dynamo_frontend_inflight_requests{"model": "mock-model"}') == 0
     finally:
-        for p in reversed(d.procs):
-            p.kill()
-            p.wait()
+        stop(d)
 
 
 def test_sigterm_on_a_worker_finishes_its_streams_over_nats(split: Deployment) -> None:

@@ -9,98 +9,36 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from llm_support import dynamo_binary, tool
-from prometheus_client.parser import text_string_to_metric_families
+from llm_support import DEADLINE, Deployment, dynamo_binary, free_port, scrape, start, start_nats, stop, process_env, valid, wait_for
 
-DEADLINE = 30.0  # seconds, for every wait here
 HEADER_TIMEOUT_MS = 500
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Deployment:
-    api: int  # the frontend's port
-    system: int  # a system server's port (the worker's)
-    pids: list[int] = field(default_factory=list)
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def alive(self) -> None:
-        for p in self.procs:
-            assert p.poll() is None, f"{p.args!r} exited with {p.returncode}"
-
-
-def wait_for(url: str, deployment: Deployment, check: str = "") -> None:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        deployment.alive()
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if check in r.read().decode():
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} not ready within {DEADLINE} s")
 
 
 @pytest.fixture(scope="module", params=["one-process", "split"])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     binary = str(dynamo_binary())
-    env = {k: v for k, v in os.environ.items() if k not in ("NATS_SERVER", "DYN_SYSTEM_PORT", "DYN_SYSTEM_HOST")}
-    env["DYN_LOG"] = "error"
+    env = process_env(DYN_LOG="error")
     api, system = free_port(), free_port()
     common = ["--ttft-ms", "1", "--itl-ms", "1", "--header-timeout-ms", str(HEADER_TIMEOUT_MS)]
     d = Deployment(api=api, system=system)
     try:
         if request.param == "one-process":
-            cmd = [binary, "serve", "--http", f"127.0.0.1:{api}", "--system-port", str(system), *common]
-            d.procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))
+            start(d, [binary, "serve", "--http", f"127.0.0.1:{api}", "--system-port", str(system), *common], env)
         else:
-            nats_port = free_port()
-            store = tmp_path_factory.mktemp("nats")
-            d.procs.append(
-                subprocess.Popen(
-                    [tool("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(nats_port), "-sd", str(store)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            url = f"nats://127.0.0.1:{nats_port}"
-            worker = [binary, "serve", "--nats", url, "--role", "worker", "--system-port", str(system), *common]
-            frontend = [binary, "serve", "--nats", url, "--role", "frontend", "--http", f"127.0.0.1:{api}", *common]
-            for cmd in (worker, frontend):
-                deadline = time.monotonic() + DEADLINE
-                while True:  # nats-server may still be starting
-                    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
-                    time.sleep(0.5)
-                    if p.poll() is None:
-                        d.procs.append(p)
-                        break
-                    assert time.monotonic() < deadline, f"{cmd} keeps exiting"
+            url = start_nats(d, tmp_path_factory.mktemp("nats"))
+            start(d, [binary, "serve", "--nats", url, "--role", "worker", "--system-port", str(system), *common], env)
+            start(d, [binary, "serve", "--nats", url, "--role", "frontend", "--http", f"127.0.0.1:{api}", *common], env)
         wait_for(f"http://127.0.0.1:{system}/health", d)
         wait_for(f"http://127.0.0.1:{api}/v1/models", d, check="mock-model")
         yield d
     finally:
-        for p in reversed(d.procs):
-            p.kill()
-            p.wait()
+        stop(d)
 
 
 def post(port: int, body: bytes, conn: http.client.HTTPConnection | None = None) -> int:
@@ -124,24 +62,6 @@ def rss_mib(d: Deployment) -> float:
             if line.startswith("VmRSS:"):
                 total = max(total, int(line.split()[1]) / 1024)
     return total
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=DEADLINE) as r:
-        text: str = r.read().decode()
-    return text
-
-
-def valid(text: str) -> dict[str, float]:
-    """Parses with prometheus_client and checks with promtool; returns the samples."""
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
-    check = subprocess.run([tool("promtool"), "check", "metrics"], input=text.encode(), capture_output=True)
-    errors = [l for l in check.stdout.decode().splitlines() + check.stderr.decode().splitlines() if "error" in l.lower()]
-    assert not errors, errors
-    return samples
 
 
 def test_made_up_and_hostile_model_names_stay_out_of_the_labels(deployment: Deployment) -> None:
