@@ -313,20 +313,15 @@ async fn read_body(fe: &Frontend, body: Body, endpoint: &'static str) -> Result<
     axum::body::to_bytes(body, fe.config.max_body_bytes)
         .await
         .map_err(|_| {
-            fe.metrics.rejected(
-                UNKNOWN_MODEL,
-                endpoint,
-                rtype_value::UNARY,
+            refuse(
+                fe,
+                (UNKNOWN_MODEL, endpoint, rtype_value::UNARY),
                 error_type::PAYLOAD_TOO_LARGE,
-            );
-            error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
                 format!(
                     "request body larger than {} bytes",
                     fe.config.max_body_bytes
                 ),
-                None,
             )
         })
 }
@@ -375,18 +370,29 @@ async fn invalid(
         Some(m) => fe.model_label(m).await,
         None => UNKNOWN_MODEL,
     };
-    fe.metrics.rejected(
-        label,
-        endpoint,
-        request_type(stream),
+    refuse(
+        fe,
+        (label, endpoint, request_type(stream)),
         error_type::INVALID_REQUEST,
-    );
-    error_response(
         StatusCode::BAD_REQUEST,
-        "invalid_request_error",
         message,
-        None,
     )
+}
+
+/// Counts a request refused before it reached an engine, under `(model,
+/// endpoint, request_type)`, and answers it with an OpenAI error (code
+/// `model_not_found` for that error type).
+fn refuse(
+    fe: &Frontend,
+    (model, endpoint, request_type): (&str, &str, &str),
+    error_type: &str,
+    status: StatusCode,
+    message: String,
+) -> Response {
+    fe.metrics
+        .rejected(model, endpoint, request_type, error_type);
+    let code = (error_type == error_type::MODEL_NOT_FOUND).then_some(error_type::MODEL_NOT_FOUND);
+    error_response(status, "invalid_request_error", message, code)
 }
 
 /// Reads and parses a request body; on failure, the error response to send.
@@ -398,17 +404,12 @@ async fn read_request<T: serde::de::DeserializeOwned>(
     endpoint: &'static str,
 ) -> Result<T, Response> {
     if !is_json(headers) {
-        fe.metrics.rejected(
-            UNKNOWN_MODEL,
-            endpoint,
-            rtype_value::UNARY,
+        return Err(refuse(
+            fe,
+            (UNKNOWN_MODEL, endpoint, rtype_value::UNARY),
             error_type::INVALID_REQUEST,
-        );
-        return Err(error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_request_error",
             "the request body must be JSON (Content-Type: application/json)".to_owned(),
-            None,
         ));
     }
     let bytes = read_body(fe, body, endpoint).await?;
@@ -501,17 +502,12 @@ async fn generate(fe: Arc<Frontend>, mut job: Job) -> Response {
         .await;
     }
     let Some(entry) = fe.registry.get(&job.model).await else {
-        fe.metrics.rejected(
-            UNKNOWN_MODEL,
-            job.endpoint,
-            rtype,
+        return refuse(
+            &fe,
+            (UNKNOWN_MODEL, job.endpoint, rtype),
             error_type::MODEL_NOT_FOUND,
-        );
-        return error_response(
             StatusCode::NOT_FOUND,
-            "invalid_request_error",
             format!("The model `{}` does not exist.", job.model),
-            Some("model_not_found"),
         );
     };
     // Tokenizing is CPU work that grows with the prompt: off the async threads,
