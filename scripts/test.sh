@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests
-# need (Prometheus, promtool, nats-server and docker-compose from Debian's packages, a Python venv with
+# need (Prometheus, promtool, nats-server, etcd, protoc and docker-compose from Debian's packages, a Python venv with
 # prometheus_client, maturin, pytest, mypy), then checks formatting and lints,
 # runs the Rust unit, integration and doc tests and the benchmarks in test
 # mode, builds the Python package and runs its pytest suite.
@@ -14,11 +14,15 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # Debian package prometheus: promtool checks our exposition output and every
 # Prometheus config, and the Prometheus server answers the dashboards' queries
 # in the end-to-end test; nats-server (Debian package nats-server) carries the
-# cross-process tests; docker-compose (Debian package, v1) validates the
+# cross-process tests; etcd (Debian package etcd-server) holds discovery in
+# the etcd tests; protoc (Debian package protobuf-compiler) is needed to build
+# the etcd client crate; docker-compose (Debian package, v1) validates the
 # compose file without a Docker daemon.
 missing=()
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
@@ -29,6 +33,8 @@ promtool --version | head -n 1
 prometheus --version 2>&1 | head -n 1
 nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
 "$nats_server" --version
+etcd --version | head -n 1
+protoc --version
 
 VENV="${DYN_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then

@@ -46,7 +46,10 @@ fn main() {
         .expect("runtime");
     rt.block_on(async move {
         let drt = DistributedRuntime::from_config(RuntimeConfig {
-            request_plane: RequestPlaneConfig::Nats { url: url.clone() },
+            request_plane: RequestPlaneConfig::Nats {
+                url: url.clone(),
+                etcd_endpoints: None,
+            },
             ..Default::default()
         })
         .expect("runtime");

@@ -31,17 +31,26 @@ pub const DEFAULT_STREAM_LIVENESS: std::time::Duration = std::time::Duration::fr
 /// is NATS (requests and instance discovery across processes), else in-process.
 pub const ENV_NATS_SERVER: &str = "NATS_SERVER";
 
+/// Environment variable: etcd endpoints, comma separated (e.g.
+/// `http://127.0.0.1:2379`); when set beside [`ENV_NATS_SERVER`], discovery
+/// (instances, model cards, scrape targets) lives in etcd under leases,
+/// followed by watches. Unset, discovery is announced over NATS.
+pub const ENV_ETCD_ENDPOINTS: &str = "ETCD_ENDPOINTS";
+
 /// The transport of requests between endpoints and clients.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum RequestPlaneConfig {
     /// Within this process only (the default; needs no external service).
     #[default]
     InProcess,
-    /// Over NATS: live instances in a leased JetStream key-value bucket,
-    /// discovery records gathered from every process over core NATS.
+    /// Over NATS. Discovery records (live instances among them) are
+    /// announced over NATS, or kept in etcd when `etcd_endpoints` is given.
     Nats {
         /// e.g. `nats://127.0.0.1:4222`.
         url: String,
+        /// etcd endpoints for discovery ([`ENV_ETCD_ENDPOINTS`]); `None`
+        /// announces the records over NATS.
+        etcd_endpoints: Option<Vec<String>>,
     },
 }
 
@@ -92,7 +101,8 @@ pub struct RuntimeConfig {
 
 impl RuntimeConfig {
     /// Reads `DYN_SYSTEM_PORT`, `DYN_SYSTEM_HOST`, `DYN_SYSTEM_ADVERTISE_HOST`,
-    /// `DYN_METRICS_SERIES_LIMIT` and `NATS_SERVER`.
+    /// `DYN_METRICS_SERIES_LIMIT`, `DYN_STREAM_LIVENESS_MS`, `NATS_SERVER`
+    /// and `ETCD_ENDPOINTS`.
     pub fn from_env() -> Result<Self, RuntimeError> {
         Self::from_lookup(|var| std::env::var(var).ok())
     }
@@ -116,11 +126,21 @@ impl RuntimeConfig {
                 }
             }
         };
+        let etcd = lookup(ENV_ETCD_ENDPOINTS).filter(|e| !e.trim().is_empty());
         let request_plane = match lookup(ENV_NATS_SERVER).filter(|u| !u.trim().is_empty()) {
             Some(url) => RequestPlaneConfig::Nats {
                 url: url.trim().to_owned(),
+                etcd_endpoints: etcd.as_deref().map(parse_etcd_endpoints).transpose()?,
             },
-            None => RequestPlaneConfig::InProcess,
+            None => match etcd {
+                Some(value) => return Err(RuntimeError::InvalidEnv {
+                    var: ENV_ETCD_ENDPOINTS,
+                    value,
+                    reason:
+                        "etcd holds discovery only: set NATS_SERVER too (requests travel over NATS)",
+                }),
+                None => RequestPlaneConfig::InProcess,
+            },
         };
         let advertise_host = lookup(ENV_SYSTEM_ADVERTISE_HOST)
             .map(|h| h.trim().to_owned())
@@ -141,6 +161,36 @@ impl RuntimeConfig {
             stream_liveness,
         })
     }
+}
+
+/// Reads etcd endpoints as [`ENV_ETCD_ENDPOINTS`] holds them: comma
+/// separated, at least one, each `host:port` or a URL.
+///
+/// ```
+/// let e = dynamo_runtime::parse_etcd_endpoints("127.0.0.1:2379, http://etcd:2379")?;
+/// assert_eq!(e, ["127.0.0.1:2379", "http://etcd:2379"]);
+/// assert!(dynamo_runtime::parse_etcd_endpoints("").is_err());
+/// # Ok::<(), dynamo_runtime::RuntimeError>(())
+/// ```
+pub fn parse_etcd_endpoints(value: &str) -> Result<Vec<String>, RuntimeError> {
+    let endpoints: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let bad = endpoints.is_empty()
+        || endpoints
+            .iter()
+            .any(|e| e.chars().any(char::is_whitespace) || !e.contains(':'));
+    if bad {
+        return Err(RuntimeError::InvalidEnv {
+            var: ENV_ETCD_ENDPOINTS,
+            value: value.to_owned(),
+            reason: "expected comma-separated host:port or http://host:port endpoints",
+        });
+    }
+    Ok(endpoints)
 }
 
 /// At least 1 s: twice the heartbeat, so a busy instance is never given up.
@@ -200,13 +250,43 @@ mod tests {
         assert_eq!(
             c.request_plane,
             RequestPlaneConfig::Nats {
-                url: "nats://h:4222".into()
+                url: "nats://h:4222".into(),
+                etcd_endpoints: None,
             }
         );
         assert_eq!(
             config(None, None).unwrap().request_plane,
             RequestPlaneConfig::InProcess
         );
+    }
+
+    #[test]
+    fn etcd_endpoints_select_etcd_discovery_beside_nats() {
+        let get = |nats: Option<&str>, etcd: &str| {
+            RuntimeConfig::from_lookup(|var| match var {
+                ENV_NATS_SERVER => nats.map(str::to_owned),
+                ENV_ETCD_ENDPOINTS => Some(etcd.to_owned()),
+                _ => None,
+            })
+        };
+        assert_eq!(
+            get(Some("nats://h:4222"), " http://e1:2379, e2:2379 ")
+                .unwrap()
+                .request_plane,
+            RequestPlaneConfig::Nats {
+                url: "nats://h:4222".into(),
+                etcd_endpoints: Some(vec!["http://e1:2379".into(), "e2:2379".into()]),
+            }
+        );
+        let e = get(None, "e1:2379").unwrap_err().to_string();
+        assert!(
+            e.contains("ETCD_ENDPOINTS") && e.contains("NATS_SERVER"),
+            "{e}"
+        );
+        for bad in [",", "e1", "e1:2379, e 2:1"] {
+            let e = get(Some("nats://h:4222"), bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
     }
 
     #[test]

@@ -32,11 +32,15 @@ mod scrape_targets;
 mod system_server;
 
 pub use config::{
-    RequestPlaneConfig, RuntimeConfig, SystemServerConfig, DEFAULT_STREAM_LIVENESS,
-    DEFAULT_SYSTEM_HOST, ENV_METRICS_SERIES_LIMIT, ENV_NATS_SERVER, ENV_STREAM_LIVENESS_MS,
-    ENV_SYSTEM_ADVERTISE_HOST, ENV_SYSTEM_HOST, ENV_SYSTEM_PORT,
+    parse_etcd_endpoints, RequestPlaneConfig, RuntimeConfig, SystemServerConfig,
+    DEFAULT_STREAM_LIVENESS, DEFAULT_SYSTEM_HOST, ENV_ETCD_ENDPOINTS, ENV_METRICS_SERIES_LIMIT,
+    ENV_NATS_SERVER, ENV_STREAM_LIVENESS_MS, ENV_SYSTEM_ADVERTISE_HOST, ENV_SYSTEM_HOST,
+    ENV_SYSTEM_PORT,
 };
-pub use discovery::{DiscoveryError, RecordLease, RECORD_GATHER};
+pub use discovery::{
+    DiscoveryError, RecordLease, RecordWatch, ANNOUNCE_EVERY, ETCD_LEASE_TTL, RECORD_GATHER,
+    RECORD_LEASE,
+};
 pub use error::{MetricsError, RuntimeError};
 pub use health::{HealthReport, HealthStatus};
 pub use hierarchy::{Component, Endpoint, Namespace};

@@ -11,7 +11,7 @@ use crate::request_plane::{LocalPlane, NatsPlane, Plane, TransportError};
 use crate::scrape_targets::{self, ScrapeTarget};
 use crate::system_server::{self, ServerState, SystemServer};
 use crate::RuntimeError;
-use crate::{DiscoveryError, RecordLease};
+use crate::{DiscoveryError, RecordLease, RecordWatch};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -207,8 +207,10 @@ impl DistributedRuntime {
     }
 
     /// Publishes `value` under `key` in `bucket` for as long as the returned
-    /// lease lives. Publishing a key again replaces its value. In-process by
-    /// default; over NATS when `NATS_SERVER` is set (see [`crate::RECORD_GATHER`]).
+    /// lease lives. Publishing a key again from this process replaces its
+    /// value; other processes' records under the same key are listed beside
+    /// it. In-process by default; over NATS when `NATS_SERVER` is set, in etcd
+    /// when `ETCD_ENDPOINTS` is set too.
     pub async fn register_record(
         &self,
         bucket: &str,
@@ -218,9 +220,17 @@ impl DistributedRuntime {
         discovery::register(self, bucket, key, value).await
     }
 
-    /// The values of every live record of `bucket`.
+    /// The values of every live record of `bucket`, from its watched view
+    /// (the first call for a bucket starts the watch and reads the bucket
+    /// once; later calls never wait on the network).
     pub async fn list_records(&self, bucket: &str) -> Result<Vec<Vec<u8>>, DiscoveryError> {
-        discovery::list(self, bucket).await
+        Ok(self.watch_records(bucket).await?.values())
+    }
+
+    /// The view of `bucket`, kept current in the background from now on
+    /// (one per bucket and runtime; every call returns the same view).
+    pub async fn watch_records(&self, bucket: &str) -> Result<RecordWatch, DiscoveryError> {
+        discovery::watch(self, bucket).await
     }
 
     /// Publishes a scrape target for as long as the returned lease lives. The
@@ -243,11 +253,20 @@ impl DistributedRuntime {
     pub(crate) async fn plane(&self) -> Result<Plane, TransportError> {
         match &self.inner.request_plane {
             RequestPlaneConfig::InProcess => Ok(Plane::Local(self.inner.local_plane.clone())),
-            RequestPlaneConfig::Nats { url } => {
+            RequestPlaneConfig::Nats {
+                url,
+                etcd_endpoints,
+            } => {
                 let plane = self
                     .inner
                     .nats_plane
-                    .get_or_try_init(|| NatsPlane::connect(url, self.inner.stream_liveness))
+                    .get_or_try_init(|| {
+                        NatsPlane::connect(
+                            url,
+                            etcd_endpoints.as_deref(),
+                            self.inner.stream_liveness,
+                        )
+                    })
                     .await?;
                 Ok(Plane::Nats(plane.clone()))
             }

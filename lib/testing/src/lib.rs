@@ -1,7 +1,8 @@
-//! Helpers the workspace's tests and benches share: a real `nats-server` and a
-//! real Prometheus server, each started on a free loopback port, and
-//! `promtool check metrics` / `check config`. (They come from the Debian
-//! packages `nats-server` and `prometheus`, which `scripts/test.sh` installs.)
+//! Helpers the workspace's tests and benches share: a real `nats-server`, a
+//! real etcd and a real Prometheus server, each started on a free loopback
+//! port, and `promtool check metrics` / `check config`. (They come from the
+//! Debian packages `nats-server`, `etcd-server` and `prometheus`, which
+//! `scripts/test.sh` installs.)
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
@@ -75,8 +76,18 @@ impl NatsServer {
     /// Kills the server (as a crash would) and starts a new one on the same
     /// port and store directory; memory-stored JetStream state is gone.
     pub fn restart(&mut self) {
+        self.kill();
+        self.start_again();
+    }
+
+    /// Kills the server (SIGKILL); [`NatsServer::start_again`] brings it back.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the server again after [`NatsServer::kill`], on the same port.
+    pub fn start_again(&mut self) {
         let port: u16 = self
             .url
             .rsplit(':')
@@ -104,6 +115,129 @@ impl Drop for NatsServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// An etcd server (`etcd`, Debian package `etcd-server`) on free loopback
+/// ports, in its own data directory; stopped and cleaned up when dropped.
+#[derive(Debug)]
+pub struct EtcdServer {
+    child: Child,
+    dir: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+    /// `http://127.0.0.1:<port>`, for `ETCD_ENDPOINTS`.
+    pub endpoint: String,
+}
+
+impl EtcdServer {
+    /// Starts one; `None` when etcd is not installed or does not come up.
+    pub fn try_start() -> Option<Self> {
+        let (client_port, peer_port) = (free_port(), free_port());
+        let dir =
+            std::env::temp_dir().join(format!("dynamo-etcd-{}-{client_port}", std::process::id()));
+        let child = Self::spawn(client_port, peer_port, &dir)?;
+        Some(EtcdServer {
+            child,
+            dir,
+            client_port,
+            peer_port,
+            endpoint: format!("http://127.0.0.1:{client_port}"),
+        })
+    }
+
+    /// Starts one, or panics saying how to get etcd.
+    pub fn start() -> Self {
+        Self::try_start()
+            .expect("etcd runs (scripts/test.sh installs the Debian package etcd-server)")
+    }
+
+    fn spawn(client_port: u16, peer_port: u16, dir: &Path) -> Option<Child> {
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let child = Command::new(etcd_binary()?)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--name", "dynamo-test"])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &format!("dynamo-test={peer}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        // Ready when /health says so (it answers before a leader exists, with false).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if http_get_ok(client_port, "/health").is_some_and(|b| b.contains("\"true\"")) {
+                return Some(child);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (SIGKILL, as a crash would) and starts it again on
+    /// the same ports and data directory, waiting until it is healthy.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.start_again();
+    }
+
+    /// Kills the server; [`EtcdServer::start_again`] brings it back.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again after [`EtcdServer::kill`], with its data.
+    pub fn start_again(&mut self) {
+        self.child = Self::spawn(self.client_port, self.peer_port, &self.dir)
+            .expect("etcd restarts on its ports");
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Where `etcd` is installed, if it is.
+pub fn etcd_binary() -> Option<PathBuf> {
+    ["/usr/bin/etcd", "/usr/local/bin/etcd", "/usr/sbin/etcd"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// The body of `GET path` on 127.0.0.1:`port` when it answers 200, with a
+/// one-second deadline (plain HTTP/1.0, for readiness checks).
+fn http_get_ok(port: u16, path: &str) -> Option<String> {
+    use std::io::Read;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.to_owned())
+        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_owned()))
 }
 
 /// What `promtool check metrics` said of a text.

@@ -10,6 +10,9 @@
 //! nats-server -js &
 //! dynamo serve --nats nats://127.0.0.1:4222 --role worker --system-port 8081 &
 //! dynamo serve --nats nats://127.0.0.1:4222 --role frontend
+//!
+//! etcd --data-dir /tmp/etcd &   # discovery in etcd instead of over NATS
+//! dynamo serve --nats nats://127.0.0.1:4222 --etcd 127.0.0.1:2379 --role worker
 //! ```
 
 use clap::{Parser, Subcommand};
@@ -51,6 +54,10 @@ enum Command {
         /// NATS server URL: requests and model discovery go over NATS (as NATS_SERVER does).
         #[arg(long)]
         nats: Option<String>,
+        /// etcd endpoints, comma separated: discovery (instances, models,
+        /// scrape targets) lives in etcd, as ETCD_ENDPOINTS does. Needs --nats.
+        #[arg(long)]
+        etcd: Option<String>,
         /// Address of the HTTP frontend.
         #[arg(long, default_value = "0.0.0.0:8080")]
         http: SocketAddr,
@@ -137,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve {
             role,
             nats,
+            etcd,
             http,
             system_port,
             model,
@@ -149,7 +157,25 @@ async fn main() -> anyhow::Result<()> {
             let drain_timeout = Duration::from_millis(drain_timeout_ms);
             let mut config = RuntimeConfig::from_env()?;
             if let Some(url) = nats {
-                config.request_plane = RequestPlaneConfig::Nats { url };
+                let etcd_endpoints = match &config.request_plane {
+                    RequestPlaneConfig::Nats { etcd_endpoints, .. } => etcd_endpoints.clone(),
+                    RequestPlaneConfig::InProcess => None,
+                };
+                config.request_plane = RequestPlaneConfig::Nats {
+                    url,
+                    etcd_endpoints,
+                };
+            }
+            if let Some(etcd) = etcd {
+                let endpoints = dynamo_runtime::parse_etcd_endpoints(&etcd)?;
+                match &mut config.request_plane {
+                    RequestPlaneConfig::Nats { etcd_endpoints, .. } => {
+                        *etcd_endpoints = Some(endpoints)
+                    }
+                    RequestPlaneConfig::InProcess => anyhow::bail!(
+                        "--etcd holds discovery only: give --nats URL (or NATS_SERVER) too; requests travel over NATS"
+                    ),
+                }
             }
             if role != Role::All && config.request_plane == RequestPlaneConfig::InProcess {
                 anyhow::bail!(

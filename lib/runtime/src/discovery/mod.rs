@@ -1,20 +1,36 @@
 //! Leased records: small values that live processes publish under a key in a
-//! named bucket, and that anyone can list. How workers announce the model they
-//! serve, and how a process announces its system server. In-process by
-//! default; over NATS (`NATS_SERVER`), by scatter-gather ([`nats`]), so the
-//! records of a process that is gone vanish with it. The public methods are
-//! `DistributedRuntime::register_record` and `list_records`.
+//! named bucket, and that anyone can watch. How workers announce the
+//! instances and the models they serve, and how a process announces its
+//! system server for Prometheus. The public methods are
+//! `DistributedRuntime::register_record`, `list_records` and `watch_records`.
+//!
+//! Readers never fetch on their request path: each bucket they read has a
+//! [`RecordWatch`], a view kept current in the background by the backend:
+//! - in-process by default (`local`);
+//! - over NATS alone (`NATS_SERVER`), by announcements (`nats`);
+//! - in etcd (`ETCD_ENDPOINTS` beside `NATS_SERVER`), under leases and
+//!   watches (`etcd`).
+//!
+//! In every backend the records of a process that dies vanish with it
+//! (within [`RECORD_LEASE`] or [`ETCD_LEASE_TTL`]), and a short outage of
+//! NATS or etcd leaves every view as it was.
 
+mod etcd;
+mod frame;
+mod local;
 mod nats;
+mod view;
 
+pub(crate) use etcd::EtcdRecords;
+pub use etcd::ETCD_LEASE_TTL;
+pub(crate) use local::LocalRecords;
 pub(crate) use nats::NatsRecords;
-pub use nats::RECORD_GATHER;
+pub use nats::{ANNOUNCE_EVERY, RECORD_GATHER, RECORD_LEASE};
+pub use view::RecordWatch;
 
 use crate::request_plane::{Plane, TransportError};
 use crate::DistributedRuntime;
-use nats::NatsRecordHandle;
-use parking_lot::Mutex;
-use std::collections::HashMap;
+use bytes::Bytes;
 use std::sync::Arc;
 
 /// An error from publishing or listing records.
@@ -49,41 +65,60 @@ pub enum DiscoveryError {
     },
 }
 
-/// One bucket: key -> (id of the lease that put it, value).
-type Bucket = HashMap<String, (u64, Vec<u8>)>;
+/// Where the records of a runtime connected to NATS live.
+pub(crate) enum RemoteRecords {
+    /// Announced over NATS.
+    Nats(Arc<NatsRecords>),
+    /// In etcd.
+    Etcd(Arc<EtcdRecords>),
+}
 
-/// The in-process records of one runtime.
-#[derive(Default)]
-pub(crate) struct LocalRecords {
-    buckets: Mutex<HashMap<String, Bucket>>,
+impl RemoteRecords {
+    /// Publishes `value` under `key` in `bucket`.
+    pub(crate) async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        value: Bytes,
+    ) -> Result<RecordLease, TransportError> {
+        let kind = match self {
+            RemoteRecords::Nats(n) => LeaseKind::Nats(n.put(bucket, key, value).await?),
+            RemoteRecords::Etcd(e) => LeaseKind::Etcd(e.put(bucket, key, value).await?),
+        };
+        Ok(RecordLease { kind: Some(kind) })
+    }
+
+    /// The view of `bucket`.
+    pub(crate) async fn watch(&self, bucket: &str) -> Result<RecordWatch, TransportError> {
+        match self {
+            RemoteRecords::Nats(n) => n.watch(bucket).await,
+            RemoteRecords::Etcd(e) => e.watch(bucket).await,
+        }
+    }
 }
 
 enum LeaseKind {
-    Local {
-        records: Arc<LocalRecords>,
-        bucket: String,
-        key: String,
-        id: u64,
-    },
-    /// Held for its `Drop`, which withdraws the record.
-    Nats { _handle: NatsRecordHandle },
+    Local(local::LocalRecord),
+    Nats(nats::NatsRecordHandle),
+    Etcd(etcd::EtcdRecordHandle),
 }
 
-/// A published record. It stays listed while the lease lives; dropping it or
-/// [`RecordLease::revoke`] removes it.
+/// A published record. It stays listed while the lease lives; dropping it
+/// withdraws it in the background, [`RecordLease::revoke`] withdraws it now.
 pub struct RecordLease {
     kind: Option<LeaseKind>,
 }
 
 impl std::fmt::Debug for RecordLease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (transport, bucket, key) = match &self.kind {
-            Some(LeaseKind::Local { bucket, key, .. }) => ("local", bucket.as_str(), key.as_str()),
-            Some(LeaseKind::Nats { _handle: h }) => ("nats", h.bucket(), h.key()),
+        let (backend, bucket, key) = match &self.kind {
+            Some(LeaseKind::Local(r)) => ("local", r.bucket.as_str(), r.key.as_str()),
+            Some(LeaseKind::Nats(h)) => ("nats", h.bucket(), h.key()),
+            Some(LeaseKind::Etcd(h)) => ("etcd", h.bucket(), h.key()),
             None => ("revoked", "", ""),
         };
         f.debug_struct("RecordLease")
-            .field("transport", &transport)
+            .field("backend", &backend)
             .field("bucket", &bucket)
             .field("key", &key)
             .finish()
@@ -91,35 +126,15 @@ impl std::fmt::Debug for RecordLease {
 }
 
 impl RecordLease {
-    /// Removes the record now.
+    /// Removes the record now: when this returns, NATS or etcd has taken the
+    /// withdrawal (or a deadline of a second or two passed; the lease then
+    /// ends the record).
     pub async fn revoke(mut self) {
-        if let Some(kind) = self.kind.take() {
-            drop_local(kind);
-        }
-    }
-}
-
-fn drop_local(kind: LeaseKind) {
-    if let LeaseKind::Local {
-        records,
-        bucket,
-        key,
-        id,
-    } = kind
-    {
-        let mut buckets = records.buckets.lock();
-        if let Some(b) = buckets.get_mut(&bucket) {
-            if b.get(&key).is_some_and(|(i, _)| *i == id) {
-                b.remove(&key);
-            }
-        }
-    }
-}
-
-impl Drop for RecordLease {
-    fn drop(&mut self) {
-        if let Some(kind) = self.kind.take() {
-            drop_local(kind);
+        match self.kind.take() {
+            Some(LeaseKind::Nats(h)) => h.withdraw().await,
+            Some(LeaseKind::Etcd(h)) => h.withdraw().await,
+            Some(LeaseKind::Local(r)) => drop(r),
+            None => {}
         }
     }
 }
@@ -152,63 +167,34 @@ pub(crate) async fn register(
         source,
     };
     match drt.plane().await.map_err(transport)? {
-        Plane::Local(_) => {
-            let records = drt.local_records().clone();
-            let id = fastrand::u64(..);
-            records
-                .buckets
-                .lock()
-                .entry(bucket.to_owned())
-                .or_default()
-                .insert(key.to_owned(), (id, value));
-            Ok(RecordLease {
-                kind: Some(LeaseKind::Local {
-                    records,
-                    bucket: bucket.to_owned(),
-                    key: key.to_owned(),
-                    id,
-                }),
-            })
-        }
-        Plane::Nats(nats) => {
-            let handle = nats
-                .records
-                .put(bucket, key, value.into())
-                .await
-                .map_err(transport)?;
-            Ok(RecordLease {
-                kind: Some(LeaseKind::Nats { _handle: handle }),
-            })
-        }
+        Plane::Local(_) => Ok(RecordLease {
+            kind: Some(LeaseKind::Local(drt.local_records().put(
+                bucket,
+                key,
+                value.into(),
+            ))),
+        }),
+        Plane::Nats(nats) => nats
+            .records
+            .put(bucket, key, value.into())
+            .await
+            .map_err(transport),
     }
 }
 
-/// The values of every live record of `bucket` (see `DistributedRuntime::list_records`).
-pub(crate) async fn list(
+/// The view of `bucket` (see `DistributedRuntime::watch_records`).
+pub(crate) async fn watch(
     drt: &DistributedRuntime,
     bucket: &str,
-) -> Result<Vec<Vec<u8>>, DiscoveryError> {
+) -> Result<RecordWatch, DiscoveryError> {
     check_bucket(bucket)?;
     let transport = |source| DiscoveryError::Transport {
         bucket: bucket.to_owned(),
         source,
     };
     match drt.plane().await.map_err(transport)? {
-        Plane::Local(_) => Ok(drt
-            .local_records()
-            .buckets
-            .lock()
-            .get(bucket)
-            .map(|b| b.values().map(|(_, v)| v.clone()).collect())
-            .unwrap_or_default()),
-        Plane::Nats(nats) => Ok(nats
-            .records
-            .list(bucket)
-            .await
-            .map_err(transport)?
-            .into_iter()
-            .map(|b| b.to_vec())
-            .collect()),
+        Plane::Local(_) => Ok(drt.local_records().view(bucket)),
+        Plane::Nats(nats) => nats.records.watch(bucket).await.map_err(transport),
     }
 }
 

@@ -14,6 +14,10 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+/// How long a call with no instance in view waits for one before it fails
+/// with [`CallError::NoInstances`].
+const ROUTE_WAIT: Duration = Duration::from_millis(500);
+
 /// Cancels a request on the server.
 pub(crate) type Canceller = Box<dyn FnOnce() + Send>;
 
@@ -63,9 +67,6 @@ where
     Resp: DeserializeOwned + Send + 'static,
 {
     pub(crate) async fn new(path: EndpointPath, plane: Plane) -> Result<Self, CallError> {
-        if let Plane::Nats(nats) = &plane {
-            nats.instances.watch(&path).await?;
-        }
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -95,35 +96,46 @@ where
         &self,
         timeout: Duration,
     ) -> Result<Vec<InstanceId>, CallError> {
+        self.instances_within(timeout)
+            .await
+            .ok_or_else(|| CallError::Timeout {
+                endpoint: self.endpoint(),
+                waited: timeout,
+            })
+    }
+
+    /// The instances, waiting up to `timeout` for the view to show one.
+    async fn instances_within(&self, timeout: Duration) -> Option<Vec<InstanceId>> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut changes = match &self.inner.plane {
             Plane::Local(local) => Some(local.subscribe_changes()),
             Plane::Nats(_) => None,
         };
         loop {
+            let seen = match &self.inner.plane {
+                Plane::Nats(nats) => nats.instances.version(),
+                Plane::Local(_) => 0,
+            };
             let ids = self.instance_ids();
             if !ids.is_empty() {
-                return Ok(ids);
+                return Some(ids);
             }
-            let wait = async {
-                match changes.as_mut() {
-                    Some(rx) => {
-                        let _ = rx.changed().await;
-                    }
-                    None => match &self.inner.plane {
-                        Plane::Nats(nats) => nats.instances.refresh(&self.inner.path).await,
-                        Plane::Local(_) => {}
-                    },
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            match (&self.inner.plane, changes.as_mut()) {
+                (Plane::Nats(nats), _) => {
+                    // A skipped instance comes back after a while without a
+                    // change of the view: look again at least every 100 ms.
+                    nats.instances
+                        .changed(seen, left.min(Duration::from_millis(100)))
+                        .await;
                 }
-            };
-            if tokio::time::timeout_at(deadline, wait).await.is_err() {
-                return Err(CallError::Timeout {
-                    endpoint: self.endpoint(),
-                    waited: timeout,
-                });
-            }
-            if matches!(self.inner.plane, Plane::Nats(_)) && self.instance_ids().is_empty() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                (Plane::Local(_), Some(rx)) => {
+                    let _ = tokio::time::timeout(left, rx.changed()).await;
+                }
+                (Plane::Local(_), None) => return None,
             }
         }
     }
@@ -161,11 +173,15 @@ where
     ) -> Result<ResponseReceiver<Resp>, CallError> {
         let payload = self.encode(&request)?;
         let mut ids = self.instance_ids();
-        if ids.is_empty() {
-            if let Plane::Nats(nats) = &self.inner.plane {
-                nats.instances.refresh(&self.inner.path).await;
-                ids = self.instance_ids();
-            }
+        if ids.is_empty() && matches!(self.inner.plane, Plane::Nats(_)) {
+            // A worker that registered a moment ago may not be in the view
+            // yet (its model card can arrive first): wait a little for it.
+            ids =
+                self.instances_within(ROUTE_WAIT)
+                    .await
+                    .ok_or_else(|| CallError::NoInstances {
+                        endpoint: self.endpoint(),
+                    })?;
         }
         if ids.is_empty() {
             return Err(CallError::NoInstances {
@@ -191,7 +207,7 @@ where
                 ) => {
                     tracing::debug!(endpoint = %self.inner.path, instance = id, error = %e, "instance did not accept; trying the next one");
                     if let Plane::Nats(nats) = &self.inner.plane {
-                        nats.instances.forget(&self.inner.path, id);
+                        nats.instances.forget(id);
                     }
                     last_error = Some(e);
                 }
@@ -231,7 +247,7 @@ where
                 let path = &self.inner.path;
                 let started = nats.transport.call(path, instance, payload).await;
                 if let Err(CallError::InstanceNotFound { .. }) = &started {
-                    nats.instances.forget(path, instance);
+                    nats.instances.forget(instance);
                 }
                 started?
             }

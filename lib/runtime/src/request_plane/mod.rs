@@ -139,7 +139,7 @@ pub enum ServeError {
     },
 }
 
-/// An error of the transport (NATS) under the request plane and discovery.
+/// An error of the transport (NATS, etcd) under the request plane and discovery.
 /// Each names what it was doing, with the client library's error as its source.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -153,27 +153,16 @@ pub enum TransportError {
         #[source]
         source: async_nats::ConnectError,
     },
-    /// A JetStream key-value bucket could not be opened or created.
-    #[error(
-        "cannot open the JetStream bucket {bucket:?} (is JetStream on? nats-server -js): {source}"
-    )]
-    OpenBucket {
-        /// The bucket.
-        bucket: &'static str,
+    /// etcd (`ETCD_ENDPOINTS`) did not answer or refused a request.
+    #[error("etcd at {endpoints}: cannot {what}: {source}")]
+    Etcd {
+        /// What was asked of it.
+        what: &'static str,
+        /// The endpoints given.
+        endpoints: String,
         /// The client's error.
         #[source]
-        source: async_nats::jetstream::context::KeyValueError,
-    },
-    /// An entry could not be written to a bucket.
-    #[error("cannot register {key:?} in {bucket:?}: {source}")]
-    Register {
-        /// The bucket.
-        bucket: &'static str,
-        /// The key.
-        key: String,
-        /// The client's error.
-        #[source]
-        source: async_nats::jetstream::kv::PutError,
+        source: etcd_client::Error,
     },
     /// A subscription could not be made.
     #[error("cannot subscribe to {subject}: {source}")]

@@ -1,9 +1,10 @@
-//! The NATS transport of the request plane, in three parts, each a type of
-//! its own: [`transport::NatsTransport`] carries requests and their streamed
-//! responses, [`instances::InstanceRegistry`] keeps the leased list of live
-//! instances in JetStream, and the discovery records (`crate::discovery`)
-//! are gathered over the same connection. [`NatsPlane`] is the connection
-//! and the three.
+//! The NATS transport of the request plane, in parts that are each a type
+//! of their own: [`transport::NatsTransport`] carries requests and their
+//! streamed responses, [`instances::InstanceRegistry`] reads the live
+//! instances from discovery, and the discovery records
+//! (`crate::discovery`) live either in etcd (`ETCD_ENDPOINTS`) or are
+//! announced over the same NATS connection. [`NatsPlane`] is the connection
+//! and the parts.
 
 pub(crate) mod instances;
 pub(crate) mod transport;
@@ -11,7 +12,7 @@ pub(crate) mod transport;
 use super::endpoint_metrics::EndpointMetrics;
 use super::handler::RawHandler;
 use super::{EndpointPath, InstanceId, TransportError};
-use crate::discovery::NatsRecords;
+use crate::discovery::{EtcdRecords, NatsRecords, RemoteRecords};
 use instances::{InstanceRecord, InstanceRegistry, NatsServing};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,14 +22,16 @@ use transport::NatsTransport;
 /// The NATS connection of one runtime and what runs over it.
 pub(crate) struct NatsPlane {
     pub transport: NatsTransport,
-    pub instances: Arc<InstanceRegistry>,
-    pub records: Arc<NatsRecords>,
+    pub instances: InstanceRegistry,
+    pub records: RemoteRecords,
 }
 
 impl NatsPlane {
-    /// Connects to the NATS server at `url` and opens the instance bucket.
+    /// Connects to the NATS server at `url` (and to etcd at `etcd`, when
+    /// given, for discovery), and starts watching the instances.
     pub(crate) async fn connect(
         url: &str,
+        etcd: Option<&[String]>,
         liveness: Duration,
     ) -> Result<Arc<Self>, TransportError> {
         let client = async_nats::ConnectOptions::new()
@@ -39,17 +42,25 @@ impl NatsPlane {
                 url: url.to_owned(),
                 source,
             })?;
-        let instances = Arc::new(InstanceRegistry::open(client.clone()).await?);
-        tracing::info!(url, "request plane: NATS");
+        let records = match etcd {
+            Some(endpoints) => RemoteRecords::Etcd(EtcdRecords::connect(endpoints).await?),
+            None => RemoteRecords::Nats(Arc::new(NatsRecords::new(client.clone()))),
+        };
+        let instances = InstanceRegistry::open(&records).await?;
+        tracing::info!(
+            url,
+            discovery = if etcd.is_some() { "etcd" } else { "nats" },
+            "request plane: NATS"
+        );
         Ok(Arc::new(Self {
-            transport: NatsTransport::new(client.clone(), liveness),
+            transport: NatsTransport::new(client, liveness),
             instances,
-            records: Arc::new(NatsRecords::new(client)),
+            records,
         }))
     }
 
     /// Serves `handler` as instance `id` of `path`: subscribes its subjects,
-    /// then lists it in the instance bucket.
+    /// then lists it in discovery.
     pub(crate) async fn serve(
         &self,
         path: &EndpointPath,
@@ -66,9 +77,7 @@ impl NatsPlane {
             subject,
             system_addr: system_addr.map(|a| a.to_string()),
         };
-        match self
-            .instances
-            .register(path, id, &record, stop.clone(), in_flight)
+        match InstanceRegistry::register(&self.records, path, id, &record, stop.clone(), in_flight)
             .await
         {
             Ok(serving) => Ok(serving),
