@@ -1,7 +1,7 @@
 """Helpers for the tests that run the `dynamo` binary: where the repository
 is, where cargo put the binary (honouring `CARGO_TARGET_DIR` and
 `build.target-dir`, through `cargo metadata`), and deployments of real
-processes (nats-server, workers, frontends) with their readiness checks,
+processes (nats-server, etcd, workers, frontends) with their readiness checks,
 their scrapes and the validity checks of what they serve."""
 
 from __future__ import annotations
@@ -71,6 +71,13 @@ class Deployment:
     system: int  # a system server's port (the worker's)
     pids: list[int] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # Servers the deployment depends on, by name ("nats", "etcd"): the
+    # command that starts each again on the same ports and data.
+    services: dict[str, list[str]] = field(default_factory=dict)
+    nats_monitor: int = 0  # nats-server's monitoring port
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    worker_systems: list[int] = field(default_factory=list)  # their system servers' ports
+    frontend: subprocess.Popen[bytes] | None = None
 
     def alive(self) -> None:
         for p in self.procs:
@@ -94,22 +101,60 @@ def wait_for(url: str, deployment: Deployment, check: str = "") -> None:
 def process_env(**extra: str) -> dict[str, str]:
     """The environment for a `dynamo` process: this one's, without the
     variables that would point it elsewhere, with `extra`."""
-    env = {k: v for k, v in os.environ.items() if k not in ("NATS_SERVER", "DYN_SYSTEM_PORT", "DYN_SYSTEM_HOST")}
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_SERVER", "ETCD_ENDPOINTS", "DYN_SYSTEM_PORT", "DYN_SYSTEM_HOST")}
     env.update(extra)
     return env
 
 
 def start_nats(d: Deployment, store: Path) -> str:
-    """Starts a nats-server with JetStream on a free port; returns its URL."""
-    port = free_port()
-    d.procs.append(
-        subprocess.Popen(
-            [tool("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    )
+    """Starts a nats-server (with its monitoring port) on a free port; returns its URL."""
+    port, d.nats_monitor = free_port(), free_port()
+    cmd = [tool("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(port), "-m", str(d.nats_monitor), "-sd", str(store)]
+    d.services["nats"] = cmd
+    d.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return f"nats://127.0.0.1:{port}"
+
+
+def start_etcd(d: Deployment, data: Path) -> str:
+    """Starts etcd (Debian package etcd-server) on free ports with its data
+    in `data`, and waits until it is healthy; returns its endpoint."""
+    client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    cmd = [
+        tool("etcd"), "--data-dir", str(data), "--name", "dynamo-test",
+        "--listen-client-urls", client, "--advertise-client-urls", client,
+        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+        "--initial-cluster", f"dynamo-test={peer}",
+    ]  # fmt: skip
+    d.services["etcd"] = cmd
+    d.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    wait_for(f"{client}/health", d, check='"true"')
+    return client
+
+
+def kill_service(d: Deployment, name: str) -> None:
+    """Kills (SIGKILL) the server `name` of the deployment."""
+    for p in [p for p in d.procs if p.args == d.services[name]]:
+        p.kill()
+        p.wait()
+        d.procs.remove(p)
+
+
+def start_service_again(d: Deployment, name: str) -> None:
+    """Starts the server `name` again, on its ports and with its data."""
+    d.procs.insert(0, subprocess.Popen(d.services[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+
+def request_inboxes(d: Deployment) -> int:
+    """How many per-request inbox subscriptions (`_INBOX.<id>`, not the
+    client libraries' `_INBOX.<id>.*`) the nats-server holds now."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{d.nats_monitor}/connz?subs=1", timeout=DEADLINE) as r:
+        connz = json.loads(r.read())
+    return sum(
+        1
+        for c in connz.get("connections", [])
+        for sub in c.get("subscriptions_list", [])
+        if sub.startswith("_INBOX.") and not sub.endswith(".*")
+    )
 
 
 def start(d: Deployment, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -127,7 +172,8 @@ def start(d: Deployment, cmd: list[str], env: dict[str, str]) -> subprocess.Pope
 def stop(d: Deployment) -> None:
     """Kills every process of the deployment, the last started first."""
     for p in reversed(d.procs):
-        p.kill()
+        if p.poll() is None:
+            p.kill()
         p.wait()
 
 

@@ -1,7 +1,10 @@
-"""A worker killed (SIGKILL) while it streams, behind a frontend over a real
-nats-server: every stream it carried ends for its client within the stream
-liveness deadline with an error event, the frontend counts them as
-`worker_lost`, and nothing stays in flight."""
+"""Faults against real processes: workers and a frontend over a real
+nats-server, with discovery announced over NATS or kept in a real etcd.
+Workers killed (SIGKILL) or stopped (SIGTERM) while they stream, nats-server
+and etcd restarted under load, the frontend stopped: each test asserts what
+the clients saw, what the frontend's and workers' metrics say afterwards
+(in flight, errors by type, totals that agree), and that no per-request
+NATS subscription is left behind."""
 
 from __future__ import annotations
 
@@ -18,26 +21,45 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from llm_support import DEADLINE, Deployment, dynamo_binary, free_port, scrape, start, start_nats, stop, process_env, valid, wait_for
+from llm_support import (
+    DEADLINE,
+    Deployment,
+    dynamo_binary,
+    free_port,
+    kill_service,
+    process_env,
+    request_inboxes,
+    scrape,
+    start,
+    start_etcd,
+    start_nats,
+    start_service_again,
+    stop,
+    valid,
+    wait_for,
+)
 
 LIVENESS_MS = 1500
 STREAMS = 3
+MODEL = '"model": "mock-model"'
 
 
-def split_deployment(store: Path, workers: int = 1) -> Deployment:
-    """nats-server, `workers` mock workers (20 ms per token) and a frontend,
-    with a short stream liveness deadline."""
+def split_deployment(store: Path, workers: int = 1, discovery: str = "nats") -> Deployment:
+    """nats-server (and etcd, for `discovery="etcd"`), `workers` mock workers
+    (20 ms per token) and a frontend, with a short stream liveness deadline."""
     binary = str(dynamo_binary())
     env = process_env(DYN_LOG="error", DYN_STREAM_LIVENESS_MS=str(LIVENESS_MS))
     api = free_port()
     systems = [free_port() for _ in range(workers)]
-    d = Deployment(api=api, system=systems[0])
+    d = Deployment(api=api, system=systems[0], worker_systems=systems)
     try:
-        url = start_nats(d, store)
+        url = start_nats(d, store / "nats")
         common = ["--nats", url, "--ttft-ms", "1", "--itl-ms", "20"]
+        if discovery == "etcd":
+            common += ["--etcd", start_etcd(d, store / "etcd")]
         for port in systems:
-            start(d, [binary, "serve", *common, "--role", "worker", "--system-port", str(port)], env)
-        start(d, [binary, "serve", *common, "--role", "frontend", "--http", f"127.0.0.1:{api}"], env)
+            d.workers.append(start(d, [binary, "serve", *common, "--role", "worker", "--system-port", str(port)], env))
+        d.frontend = start(d, [binary, "serve", *common, "--role", "frontend", "--http", f"127.0.0.1:{api}"], env)
         for port in systems:
             wait_for(f"http://127.0.0.1:{port}/health", d)
         wait_for(f"http://127.0.0.1:{api}/v1/models", d, check="mock-model")
@@ -47,13 +69,79 @@ def split_deployment(store: Path, workers: int = 1) -> Deployment:
     return d
 
 
-@pytest.fixture()
-def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    d = split_deployment(tmp_path_factory.mktemp("nats"))
+@pytest.fixture(params=["nats", "etcd"])
+def split(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    d = split_deployment(tmp_path_factory.mktemp("split"), discovery=request.param)
     try:
         yield d
     finally:
         stop(d)
+
+
+def frontend_samples(d: Deployment) -> dict[str, float]:
+    return valid(scrape(d.api))
+
+
+def frontend_total(samples: dict[str, float], status: str | None = None) -> float:
+    """dynamo_frontend_requests_total of the mock model, of one status or all."""
+    return sum(
+        v
+        for k, v in samples.items()
+        if k.startswith("dynamo_frontend_requests_total{") and MODEL in k and (status is None or f'"status": "{status}"' in k)
+    )
+
+
+def frontend_errors(samples: dict[str, float], error_type: str) -> float:
+    return sum(
+        v
+        for k, v in samples.items()
+        if k.startswith("dynamo_frontend_request_errors_total{") and f'"error_type": "{error_type}"' in k
+    )
+
+
+def inflight(samples: dict[str, float]) -> float | None:
+    return samples.get('dynamo_frontend_inflight_requests{"model": "mock-model"}')
+
+
+def worker_requests(port: int) -> float:
+    """The requests a worker's generate endpoint received (canaries are not counted)."""
+    samples = valid(scrape(port))
+    return sum(v for k, v in samples.items() if k.startswith("dynamo_component_requests_total{") and '"dynamo_endpoint": "generate"' in k)
+
+
+def no_request_inboxes_left(d: Deployment) -> None:
+    """Every per-request inbox subscription is gone (within the deadline)."""
+    deadline = time.monotonic() + DEADLINE
+    while (left := request_inboxes(d)) != 0:
+        assert time.monotonic() < deadline, f"{left} request inbox subscriptions leaked"
+        time.sleep(0.1)
+
+
+def chat(port: int, max_tokens: int = 2) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
+    body = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens}
+    try:
+        conn.request("POST", "/v1/chat/completions", json.dumps(body), {"content-type": "application/json"})
+        r = conn.getresponse()
+        return r.status, r.read()[:300]
+    finally:
+        conn.close()
+
+
+def until_served(port: int, since: float, in_a_row: int = 5) -> list[tuple[int, bytes]]:
+    """Sends unary requests until `in_a_row` succeed in a row; returns the failures before."""
+    failures: list[tuple[int, bytes]] = []
+    ok = 0
+    while ok < in_a_row:
+        assert time.monotonic() - since < DEADLINE, failures[-5:]
+        status, body = chat(port)
+        if status == 200:
+            ok += 1
+        else:
+            ok = 0
+            failures.append((status, body))
+            time.sleep(0.05)
+    return failures
 
 
 class Stream(threading.Thread):
@@ -89,7 +177,8 @@ def test_a_killed_worker_ends_its_streams_with_an_error_and_nothing_stays_in_fli
         s.start()
     for s in streams:
         assert s.first.wait(DEADLINE), "every stream got its first chunk"
-    worker = split.procs[1]
+    assert request_inboxes(split) == STREAMS, "one inbox subscription per request in flight"
+    worker = split.workers[0]
     killed_at = time.monotonic()
     for s in streams:
         s.killed_at = killed_at
@@ -99,14 +188,11 @@ def test_a_killed_worker_ends_its_streams_with_an_error_and_nothing_stays_in_fli
         assert not s.is_alive(), "the stream ended within the deadline"
         assert any('"error"' in line for line in s.lines), s.lines[-3:]
         assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
-    split.procs[2].poll()
-    assert split.procs[2].returncode is None, "the frontend lives"
-    text = scrape(split.api)
-    samples = valid(text)
-    lost = samples.get('dynamo_frontend_request_errors_total{"endpoint": "chat_completions", "error_type": "worker_lost", "model": "mock-model"}')
-    assert lost == STREAMS, [k for k in samples if "errors_total" in k]
-    inflight = samples.get('dynamo_frontend_inflight_requests{"model": "mock-model"}')
-    assert inflight == 0, inflight
+    assert split.frontend is not None and split.frontend.poll() is None, "the frontend lives"
+    samples = frontend_samples(split)
+    assert frontend_errors(samples, "worker_lost") == STREAMS, [k for k in samples if "errors_total" in k]
+    assert inflight(samples) == 0
+    no_request_inboxes_left(split)
 
 
 def test_sigterm_drains_streams_in_flight_then_exits(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -154,10 +240,11 @@ def test_sigterm_drains_streams_in_flight_then_exits(tmp_path_factory: pytest.Te
         proc.wait()
 
 
+@pytest.mark.parametrize("discovery", ["nats", "etcd"])
 def test_two_workers_one_killed_its_streams_end_the_others_finish_and_new_requests_avoid_it(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, discovery: str
 ) -> None:
-    d = split_deployment(tmp_path_factory.mktemp("nats2"), workers=2)
+    d = split_deployment(tmp_path_factory.mktemp("two"), workers=2, discovery=discovery)
     api = d.api
     try:
         # Round-robin spreads the streams over both workers.
@@ -169,19 +256,9 @@ def test_two_workers_one_killed_its_streams_end_the_others_finish_and_new_reques
         killed_at = time.monotonic()
         for s in streams:
             s.killed_at = killed_at
-        os.kill(d.procs[1].pid, signal.SIGKILL)
+        os.kill(d.workers[0].pid, signal.SIGKILL)
         # New requests avoid the dead worker: five in a row succeed, within the deadline.
-        in_a_row = 0
-        statuses: list[tuple[int, bytes]] = []
-        while in_a_row < 5:
-            assert time.monotonic() - killed_at < DEADLINE, statuses
-            conn = http.client.HTTPConnection("127.0.0.1", api, timeout=DEADLINE)
-            body = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-            conn.request("POST", "/v1/chat/completions", json.dumps(body), {"content-type": "application/json"})
-            r = conn.getresponse()
-            statuses.append((r.status, r.read()[:200]))
-            conn.close()
-            in_a_row = in_a_row + 1 if r.status == 200 else 0
+        statuses = until_served(api, killed_at)
         avoided = time.monotonic() - killed_at
         for s in streams:
             s.join(DEADLINE)
@@ -192,12 +269,16 @@ def test_two_workers_one_killed_its_streams_end_the_others_finish_and_new_reques
         ended = max(s.ended_after_kill or 0.0 for s in failed)
         print(
             f"\nworker killed: its {len(failed)} streams ended within {ended:.2f} s; "
-            f"five new requests in a row served {avoided:.2f} s after; failed before: {[s for s in statuses if s[0] != 200]}"
+            f"five new requests in a row served {avoided:.2f} s after ({discovery}); failed before: {statuses}"
         )
-        samples = valid(scrape(api))
-        lost = samples.get('dynamo_frontend_request_errors_total{"endpoint": "chat_completions", "error_type": "worker_lost", "model": "mock-model"}')
-        assert lost == len(failed)
-        assert samples.get('dynamo_frontend_inflight_requests{"model": "mock-model"}') == 0
+        samples = frontend_samples(d)
+        assert frontend_errors(samples, "worker_lost") == len(failed)
+        assert inflight(samples) == 0
+        # The survivor received every request the frontend served whole, and
+        # only those it did not lose (the dead worker took the rest with it).
+        survivor = worker_requests(d.worker_systems[1])
+        assert survivor == frontend_total(samples, "success"), (survivor, frontend_total(samples, "success"))
+        no_request_inboxes_left(d)
     finally:
         stop(d)
 
@@ -210,7 +291,7 @@ def test_sigterm_on_a_worker_finishes_its_streams_over_nats(split: Deployment) -
         s.start()
     for s in streams:
         assert s.first.wait(DEADLINE)
-    worker = split.procs[1]
+    worker = split.workers[0]
     worker.send_signal(signal.SIGTERM)
     for s in streams:
         s.join(DEADLINE)
@@ -218,10 +299,113 @@ def test_sigterm_on_a_worker_finishes_its_streams_over_nats(split: Deployment) -
         assert not any('"error"' in line for line in s.lines), s.lines[-3:]
         assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
     assert worker.wait(DEADLINE) == 0
-    samples = valid(scrape(split.api))
-    assert samples.get('dynamo_frontend_inflight_requests{"model": "mock-model"}') == 0
-    ok = samples.get(
-        'dynamo_frontend_requests_total{"endpoint": "chat_completions", "model": "mock-model", '
-        '"request_type": "stream", "status": "success"}'
-    )
-    assert ok == STREAMS, ok
+    samples = frontend_samples(split)
+    assert inflight(samples) == 0
+    assert frontend_total(samples, "success") == STREAMS
+    no_request_inboxes_left(split)
+
+
+def test_a_nats_restart_ends_streams_in_flight_and_serving_resumes(split: Deployment) -> None:
+    """nats-server killed while streams are in flight: they end within the
+    liveness deadline as `worker_lost`; after it is back, requests are served
+    again; the worker received exactly what the frontend served or lost."""
+    streams = [Stream(split.api, max_tokens=300) for _ in range(STREAMS)]
+    for s in streams:
+        s.start()
+    for s in streams:
+        assert s.first.wait(DEADLINE)
+    killed_at = time.monotonic()
+    for s in streams:
+        s.killed_at = killed_at
+    kill_service(split, "nats")
+    for s in streams:
+        s.join(DEADLINE)
+        assert not s.is_alive(), "the stream ended within the deadline"
+        assert any('"error"' in line for line in s.lines), s.lines[-3:]
+        assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
+    ended = max(s.ended_after_kill or 0.0 for s in streams)
+    start_service_again(split, "nats")
+    back = time.monotonic()
+    failures = until_served(split.api, back)
+    print(f"\nnats-server killed: streams ended in {ended:.2f} s; served again {time.monotonic() - back:.2f} s after it was back; failures meanwhile: {len(failures)}")
+    samples = frontend_samples(split)
+    assert frontend_errors(samples, "worker_lost") == STREAMS
+    assert inflight(samples) == 0
+    reached_worker = frontend_total(samples, "success") + frontend_errors(samples, "worker_lost")
+    assert worker_requests(split.system) == reached_worker
+    no_request_inboxes_left(split)
+
+
+def test_an_etcd_restart_under_load_loses_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """etcd killed and started again while streams are in flight and unary
+    requests keep coming: every request is served (the frontend's views keep
+    the model and the worker through the outage: no 404, no 503), the
+    streams finish whole, and the frontend's and the worker's totals agree."""
+    d = split_deployment(tmp_path_factory.mktemp("etcd"), discovery="etcd")
+    try:
+        streams = [Stream(d.api, max_tokens=200) for _ in range(STREAMS)]
+        for s in streams:
+            s.start()
+        for s in streams:
+            assert s.first.wait(DEADLINE)
+        kill_service(d, "etcd")
+        down_at = time.monotonic()
+        statuses: list[int] = []
+        while time.monotonic() - down_at < 4.0:  # longer than a lease TTL (3 s)
+            statuses.append(chat(d.api)[0])
+        start_service_again(d, "etcd")
+        back = time.monotonic()
+        while time.monotonic() - back < 2.0:
+            statuses.append(chat(d.api)[0])
+        assert statuses and set(statuses) == {200}, sorted(set(statuses))
+        for s in streams:
+            s.join(DEADLINE)
+            assert not s.is_alive()
+            assert not any('"error"' in line for line in s.lines), s.lines[-3:]
+            assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
+        samples = frontend_samples(d)
+        assert frontend_total(samples, "success") == len(statuses) + STREAMS
+        assert frontend_total(samples) == frontend_total(samples, "success")
+        assert inflight(samples) == 0
+        assert worker_requests(d.system) == len(statuses) + STREAMS
+        no_request_inboxes_left(d)
+        print(f"\netcd down 4 s under load: {len(statuses)} unary requests, all served; {STREAMS} streams whole")
+    finally:
+        stop(d)
+
+
+def test_sigterm_on_the_frontend_in_split_mode_drains_its_streams(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """SIGTERM on a frontend over NATS: it stops accepting connections, the
+    streams in flight finish whole, it exits 0; the worker served exactly
+    those streams and has nothing in flight."""
+    d = split_deployment(tmp_path_factory.mktemp("fe"))
+    try:
+        streams = [Stream(d.api, max_tokens=100) for _ in range(STREAMS)]
+        for s in streams:
+            s.start()
+        for s in streams:
+            assert s.first.wait(DEADLINE)
+        assert d.frontend is not None
+        d.frontend.send_signal(signal.SIGTERM)
+        # Draining: new requests are not served.
+        deadline = time.monotonic() + DEADLINE
+        refused = False
+        while not refused and time.monotonic() < deadline:
+            try:
+                refused = chat(d.api)[0] == 503
+            except OSError:
+                refused = True
+        assert refused, "a new request was still served while draining"
+        for s in streams:
+            s.join(DEADLINE)
+            assert not s.is_alive()
+            assert not any('"error"' in line for line in s.lines), s.lines[-3:]
+            assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
+            assert sum(1 for line in s.lines if '"content"' in line) >= 100
+        assert d.frontend.wait(DEADLINE) == 0
+        worker = valid(scrape(d.system))
+        assert worker_requests(d.system) == STREAMS
+        assert sum(v for k, v in worker.items() if k.startswith("dynamo_component_inflight_requests{")) == 0
+        no_request_inboxes_left(d)
+    finally:
+        stop(d)
