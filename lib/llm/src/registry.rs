@@ -105,9 +105,11 @@ impl ModelRegistry {
         };
         let value = serde_json::to_vec(&card).unwrap_or_default();
         let lease = self.drt.register_record(MODEL_BUCKET, model, value).await?;
-        // Return once this process's own view shows the card (over NATS or
-        // etcd it travels there and back), so a request right after finds it.
-        if let Some(view) = self.view().await {
+        // When this process reads the cards too (a frontend beside the
+        // worker), return once its own view shows the card (over NATS or etcd
+        // it travels there and back), so a request right after finds it. A
+        // worker alone does not watch the cards: it receives nobody's.
+        if let Some(view) = self.view.get() {
             let deadline = tokio::time::Instant::now() + SHOWN_WITHIN;
             loop {
                 let seen = view.version();

@@ -85,6 +85,7 @@ fn the_compose_file_mounts_existing_files_and_runs_every_scraped_exporter() {
     for service in [
         "nats-server:",
         "nats-prometheus-exporter:",
+        "etcd:",
         "prometheus:",
         "grafana:",
         "dcgm-exporter:",
@@ -110,6 +111,7 @@ fn the_compose_file_mounts_existing_files_and_runs_every_scraped_exporter() {
         ("7777", "\"-port\", \"7777\""),
         ("9401", "DCGM_EXPORTER_LISTEN: \":9401\""),
         ("9090", "--web.listen-address=:9090"),
+        ("2379", "--listen-client-urls=http://0.0.0.0:2379"),
     ] {
         assert!(prom.contains(&format!("127.0.0.1:{port}")), "{port}");
         assert!(compose.contains(evidence), "{evidence}");

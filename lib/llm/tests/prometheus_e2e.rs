@@ -188,6 +188,13 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     assert!(first.starts_with("frontend on "), "{first}");
     support::drain(lines);
 
+    // etcd where prometheus.yml scrapes it (unless one already serves there),
+    // for the dashboard's discovery row.
+    let free = std::net::TcpListener::bind("127.0.0.1:2379").is_ok();
+    let _etcd = free.then(|| {
+        dynamo_testing::EtcdServer::try_start_on(2379)
+            .expect("etcd starts on :2379 (scripts/test.sh installs the Debian package etcd-server)")
+    });
     let prom = PrometheusServer::start(&support::repo().join("deploy/metrics/prometheus.yml"));
     let api = Api {
         url: prom.url.clone(),
@@ -200,6 +207,8 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         1.0,
         &prom,
     );
+
+    api.wait_for(r#"sum(up{job="etcd"})"#, 1.0, &prom);
 
     // Two rounds of traffic, each seen by a scrape, so that every rate over
     // the dashboards' window has an increase to show.

@@ -132,7 +132,12 @@ pub struct EtcdServer {
 impl EtcdServer {
     /// Starts one; `None` when etcd is not installed or does not come up.
     pub fn try_start() -> Option<Self> {
-        let (client_port, peer_port) = (free_port(), free_port());
+        Self::try_start_on(free_port())
+    }
+
+    /// Starts one whose clients (and `/metrics`) are on `client_port`.
+    pub fn try_start_on(client_port: u16) -> Option<Self> {
+        let peer_port = free_port();
         let dir =
             std::env::temp_dir().join(format!("dynamo-etcd-{}-{client_port}", std::process::id()));
         let child = Self::spawn(client_port, peer_port, &dir)?;

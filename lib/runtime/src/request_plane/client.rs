@@ -67,6 +67,15 @@ where
     Resp: DeserializeOwned + Send + 'static,
 {
     pub(crate) async fn new(path: EndpointPath, plane: Plane) -> Result<Self, CallError> {
+        if let Plane::Nats(nats) = &plane {
+            nats.instances
+                .watch(&nats.records)
+                .await
+                .map_err(|source| CallError::Transport {
+                    endpoint: path.to_string(),
+                    source,
+                })?;
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 path,

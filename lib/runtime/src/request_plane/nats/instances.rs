@@ -30,9 +30,11 @@ pub struct InstanceRecord {
     pub system_addr: Option<String>,
 }
 
-/// The instances of every endpoint, as the bucket's view shows them.
+/// The instances of every endpoint, as the bucket's view shows them. The
+/// view is opened by the first client of the process, so a worker that calls
+/// no endpoint receives nobody's instance records.
 pub(crate) struct InstanceRegistry {
-    view: RecordWatch,
+    view: tokio::sync::OnceCell<RecordWatch>,
     /// The view's records by endpoint, as of a view version.
     by_endpoint: RwLock<(u64, HashMap<String, Vec<InstanceId>>)>,
     /// Instances that did not answer, and when: skipped for a lease.
@@ -40,13 +42,21 @@ pub(crate) struct InstanceRegistry {
 }
 
 impl InstanceRegistry {
-    /// Watches the instance bucket.
-    pub(crate) async fn open(records: &RemoteRecords) -> Result<Self, TransportError> {
-        Ok(Self {
-            view: records.watch(INSTANCE_BUCKET).await?,
+    /// A registry that watches nothing yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            view: tokio::sync::OnceCell::new(),
             by_endpoint: RwLock::new((u64::MAX, HashMap::new())),
             forgotten: Mutex::new(HashMap::new()),
-        })
+        }
+    }
+
+    /// Starts watching the instance bucket (once; for the first client).
+    pub(crate) async fn watch(&self, records: &RemoteRecords) -> Result<(), TransportError> {
+        self.view
+            .get_or_try_init(|| records.watch(INSTANCE_BUCKET))
+            .await
+            .map(|_| ())
     }
 
     /// Lists instance `id` of `path` with `record` until the returned handle
@@ -74,7 +84,10 @@ impl InstanceRegistry {
 
     /// The instances of `path` now (never waits on the network).
     pub(crate) fn instances(&self, path: &EndpointPath) -> Vec<InstanceId> {
-        let version = self.view.version();
+        let Some(view) = self.view.get() else {
+            return Vec::new();
+        };
+        let version = view.version();
         let endpoint = path.to_string();
         let mut ids = {
             let cached = self.by_endpoint.read();
@@ -82,7 +95,7 @@ impl InstanceRegistry {
                 cached.1.get(&endpoint).cloned().unwrap_or_default()
             } else {
                 drop(cached);
-                let fresh = self.group();
+                let fresh = group(view);
                 let ids = fresh.get(&endpoint).cloned().unwrap_or_default();
                 *self.by_endpoint.write() = (version, fresh);
                 ids
@@ -96,39 +109,45 @@ impl InstanceRegistry {
         ids
     }
 
-    /// The view's instances by endpoint.
-    fn group(&self) -> HashMap<String, Vec<InstanceId>> {
-        let mut by_endpoint: HashMap<String, Vec<InstanceId>> = HashMap::new();
-        self.view.for_each_value(|v| {
-            let Ok(r) = serde_json::from_slice::<InstanceRecord>(v) else {
-                return;
-            };
-            if let Ok(id) = InstanceId::from_str_radix(&r.instance, 16) {
-                by_endpoint.entry(r.endpoint).or_default().push(id);
-            }
-        });
-        for ids in by_endpoint.values_mut() {
-            ids.sort_unstable();
-            ids.dedup();
-        }
-        by_endpoint
-    }
-
     /// Waits up to `timeout` for the instances to change; returns at once
     /// when they changed since `seen`.
     pub(crate) async fn changed(&self, seen: u64, timeout: Duration) -> u64 {
-        self.view.changed(seen, timeout).await
+        match self.view.get() {
+            Some(view) => view.changed(seen, timeout).await,
+            None => {
+                tokio::time::sleep(timeout).await;
+                seen
+            }
+        }
     }
 
     /// The view's version now.
     pub(crate) fn version(&self) -> u64 {
-        self.view.version()
+        self.view.get().map_or(0, RecordWatch::version)
     }
 
     /// Skips instance `id` for a lease (it did not answer a request).
     pub(crate) fn forget(&self, id: InstanceId) {
         self.forgotten.lock().insert(id, Instant::now());
     }
+}
+
+/// The view's instances by endpoint.
+fn group(view: &RecordWatch) -> HashMap<String, Vec<InstanceId>> {
+    let mut by_endpoint: HashMap<String, Vec<InstanceId>> = HashMap::new();
+    view.for_each_value(|v| {
+        let Ok(r) = serde_json::from_slice::<InstanceRecord>(v) else {
+            return;
+        };
+        if let Ok(id) = InstanceId::from_str_radix(&r.instance, 16) {
+            by_endpoint.entry(r.endpoint).or_default().push(id);
+        }
+    });
+    for ids in by_endpoint.values_mut() {
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    by_endpoint
 }
 
 /// A serving instance's record.

@@ -46,7 +46,7 @@ impl NatsPlane {
             Some(endpoints) => RemoteRecords::Etcd(EtcdRecords::connect(endpoints).await?),
             None => RemoteRecords::Nats(Arc::new(NatsRecords::new(client.clone()))),
         };
-        let instances = InstanceRegistry::open(&records).await?;
+        let instances = InstanceRegistry::new();
         tracing::info!(
             url,
             discovery = if etcd.is_some() { "etcd" } else { "nats" },
