@@ -144,6 +144,11 @@ impl Frontend {
 
     /// Serves on `addr` until the process ends; returns the bound address.
     pub async fn serve(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        // Open the discovery views before taking traffic, so that no request
+        // waits for their first read (over NATS, a 150 ms gather each).
+        if let Err(e) = self.registry.open().await {
+            tracing::warn!(error = %e, "discovery not reachable yet; the first requests open it");
+        }
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let bound = listener.local_addr()?;
         // `serve` sets TCP_NODELAY: streamed tokens are small writes, and

@@ -75,6 +75,15 @@ impl ModelRegistry {
         }
     }
 
+    /// Opens the views a frontend reads (the model cards and the instances
+    /// of every endpoint) now, instead of at the first request.
+    pub async fn open(&self) -> Result<(), DiscoveryError> {
+        self.view
+            .get_or_try_init(|| self.drt.watch_records(MODEL_BUCKET))
+            .await?;
+        self.drt.watch_instances().await
+    }
+
     /// Brings the parsed cards up to the view's version (parses once per change).
     async fn refresh(&self) {
         let Some(view) = self.view().await else {

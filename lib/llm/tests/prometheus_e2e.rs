@@ -192,8 +192,9 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     // for the dashboard's discovery row.
     let free = std::net::TcpListener::bind("127.0.0.1:2379").is_ok();
     let _etcd = free.then(|| {
-        dynamo_testing::EtcdServer::try_start_on(2379)
-            .expect("etcd starts on :2379 (scripts/test.sh installs the Debian package etcd-server)")
+        dynamo_testing::EtcdServer::try_start_on(2379).expect(
+            "etcd starts on :2379 (scripts/test.sh installs the Debian package etcd-server)",
+        )
     });
     let prom = PrometheusServer::start(&support::repo().join("deploy/metrics/prometheus.yml"));
     let api = Api {

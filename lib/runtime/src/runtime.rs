@@ -233,6 +233,22 @@ impl DistributedRuntime {
         discovery::watch(self, bucket).await
     }
 
+    /// Starts following the live instances of every endpoint now, as the
+    /// first client of the process would otherwise do (in-process there is
+    /// nothing to follow). A frontend calls it before it takes traffic, so
+    /// that its first requests do not wait for discovery's first read.
+    pub async fn watch_instances(&self) -> Result<(), DiscoveryError> {
+        let bucket = crate::request_plane::nats::instances::INSTANCE_BUCKET;
+        let transport = |source| DiscoveryError::Transport {
+            bucket: bucket.to_owned(),
+            source,
+        };
+        match self.plane().await.map_err(transport)? {
+            Plane::Local(_) => Ok(()),
+            Plane::Nats(nats) => nats.instances.watch(&nats.records).await.map_err(transport),
+        }
+    }
+
     /// Publishes a scrape target for as long as the returned lease lives. The
     /// runtime publishes its own system status server (`server = "system"`)
     /// when it starts one; this is for other servers of the process.

@@ -21,8 +21,6 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-/// How long a caller waits for an instance to accept a request.
-const ACCEPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Room kept under the server's `max_payload` for a request's subject and headers.
 const HEADER_ALLOWANCE: usize = 512;
 /// How often an instance tells each caller that it still works on its
@@ -127,7 +125,10 @@ impl NatsTransport {
         let request = async_nats::Request::new()
             .headers(headers)
             .payload(payload)
-            .timeout(Some(ACCEPT_TIMEOUT));
+            // An instance accepts at once; one that says nothing for the
+            // liveness deadline is gone (it died as the request reached it,
+            // before nats-server noticed): the call moves to the next one.
+            .timeout(Some(self.liveness));
         let req_subject = format!("{base}.req");
         match self.client.send_request(req_subject.clone(), request).await {
             Ok(_accepted) => {}
