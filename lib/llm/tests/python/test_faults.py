@@ -327,7 +327,7 @@ def test_a_nats_restart_ends_streams_in_flight_and_serving_resumes(split: Deploy
     start_service_again(split, "nats")
     back = time.monotonic()
     failures = until_served(split.api, back)
-    print(f"\nnats-server killed: streams ended in {ended:.2f} s; served again {time.monotonic() - back:.2f} s after it was back; failures meanwhile: {len(failures)}")
+    print(f"\nnats-server killed: streams ended in {ended:.2f} s; served again {time.monotonic() - back:.2f} s after it was back; failures meanwhile: {len(failures)} {failures[:2]}")
     samples = frontend_samples(split)
     assert frontend_errors(samples, "worker_lost") == STREAMS
     assert inflight(samples) == 0

@@ -104,7 +104,12 @@ impl InstanceRegistry {
         let mut forgotten = self.forgotten.lock();
         if !forgotten.is_empty() {
             forgotten.retain(|_, at| at.elapsed() < RECORD_LEASE);
-            ids.retain(|id| !forgotten.contains_key(id));
+            // Skipped only while another is left: a lone instance that did
+            // not answer (it is reconnecting to a restarted nats-server, say)
+            // is tried again at once rather than refused for a lease.
+            if ids.iter().any(|id| !forgotten.contains_key(id)) {
+                ids.retain(|id| !forgotten.contains_key(id));
+            }
         }
         ids
     }
@@ -126,7 +131,8 @@ impl InstanceRegistry {
         self.view.get().map_or(0, RecordWatch::version)
     }
 
-    /// Skips instance `id` for a lease (it did not answer a request).
+    /// Skips instance `id` for a lease, while others are left (it did not
+    /// answer a request).
     pub(crate) fn forget(&self, id: InstanceId) {
         self.forgotten.lock().insert(id, Instant::now());
     }

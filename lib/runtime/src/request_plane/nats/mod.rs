@@ -36,6 +36,7 @@ impl NatsPlane {
     ) -> Result<Arc<Self>, TransportError> {
         let client = async_nats::ConnectOptions::new()
             .name("dynamo-runtime")
+            .reconnect_delay_callback(reconnect_delay)
             .connect(url)
             .await
             .map_err(|source| TransportError::Connect {
@@ -89,6 +90,22 @@ impl NatsPlane {
     }
 }
 
+/// The pause before reconnection attempt `attempts`: none for the first,
+/// then doubling from 50 ms up to [`MAX_RECONNECT_DELAY`], with up to 20%
+/// jitter so that a fleet does not reconnect in step. (The client's default
+/// grows to 4 s, which kept processes off a restarted server for seconds.)
+fn reconnect_delay(attempts: usize) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let exp = u32::try_from(attempts - 2).unwrap_or(u32::MAX).min(16);
+    let base = (Duration::from_millis(50) * 2u32.pow(exp)).min(MAX_RECONNECT_DELAY);
+    base + base.mul_f64(fastrand::f64() * 0.2)
+}
+
+/// The longest pause between reconnection attempts to NATS.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
 /// A name as one token of a NATS subject and key: `[A-Za-z0-9_-]` kept, every
 /// other byte as `=XX`.
 pub(crate) fn token(name: &str) -> String {
@@ -117,6 +134,20 @@ pub(crate) fn key_prefix(path: &EndpointPath) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconnection_pauses_grow_to_a_second() {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        let second = reconnect_delay(2);
+        assert!(second >= Duration::from_millis(50) && second <= Duration::from_millis(60));
+        for attempts in [10, 100, usize::MAX] {
+            let d = reconnect_delay(attempts);
+            assert!(
+                d >= MAX_RECONNECT_DELAY && d <= MAX_RECONNECT_DELAY.mul_f64(1.2),
+                "{d:?}"
+            );
+        }
+    }
 
     #[test]
     fn tokens_are_subject_and_key_safe() {
