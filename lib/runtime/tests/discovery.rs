@@ -278,3 +278,34 @@ async fn a_nats_restart_loses_no_registration() {
 async fn an_etcd_restart_loses_no_registration() {
     a_restart_loses_no_registration(NatsServer::start(), Some(EtcdServer::start())).await;
 }
+
+/// Dropping a `ServedEndpoint` does not stop it: the instance stays listed
+/// (past several record leases) and keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_serve_handle_keeps_the_instance_listed() {
+    let server = NatsServer::start();
+    let worker = nats_runtime(&server.url);
+    let caller = nats_runtime(&server.url);
+    let ep = |drt: &DistributedRuntime| drt.namespace("ns").component("echo").endpoint("kept");
+    drop(
+        ep(&worker)
+            .serve(|text: String, _ctx: Context| async move { Ok(single(text.len())) })
+            .await
+            .unwrap(),
+    );
+    let client = ep(&caller).client::<String, usize>().await.unwrap();
+    client
+        .wait_for_instances(Duration::from_secs(10))
+        .await
+        .unwrap();
+    tokio::time::sleep(dynamo_runtime::RECORD_LEASE * 2).await;
+    assert_eq!(client.instance_ids().len(), 1);
+    let got = client
+        .round_robin("four".to_owned())
+        .await
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap();
+    assert_eq!(got, vec![4]);
+}

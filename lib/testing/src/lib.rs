@@ -37,6 +37,7 @@ pub fn nats_server_binary() -> Option<PathBuf> {
 pub struct NatsServer {
     child: Child,
     dir: PathBuf,
+    monitor: u16,
     /// `nats://127.0.0.1:<port>`.
     pub url: String,
 }
@@ -44,20 +45,34 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts one; `None` when nats-server is not installed or does not come up.
     pub fn try_start() -> Option<Self> {
-        let port = free_port();
+        let (port, monitor) = (free_port(), free_port());
         let dir = std::env::temp_dir().join(format!("dynamo-nats-{}-{port}", std::process::id()));
-        let child = Self::spawn(port, &dir)?;
+        let child = Self::spawn(port, monitor, &dir)?;
         Some(NatsServer {
             child,
             dir,
+            monitor,
             url: format!("nats://127.0.0.1:{port}"),
         })
     }
 
-    fn spawn(port: u16, dir: &Path) -> Option<Child> {
+    /// How many per-request inbox subscriptions (`_INBOX.<id>`; not the
+    /// client library's `_INBOX.<id>.*`) the server holds now, over every
+    /// connection, from its monitoring endpoint.
+    pub fn request_inboxes(&self) -> usize {
+        let Some(body) = http_get_ok(self.monitor, "/connz?subs=1") else {
+            panic!("nats-server's monitoring endpoint does not answer");
+        };
+        body.split('"')
+            .filter(|s| s.starts_with("_INBOX.") && !s.ends_with(".*"))
+            .count()
+    }
+
+    fn spawn(port: u16, monitor: u16, dir: &Path) -> Option<Child> {
         let binary = nats_server_binary()?;
         let child = Command::new(binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", &monitor.to_string(), "-sd"])
             .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -94,7 +109,8 @@ impl NatsServer {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("the URL ends with the port");
-        self.child = Self::spawn(port, &self.dir).expect("nats-server restarts on its port");
+        self.child =
+            Self::spawn(port, self.monitor, &self.dir).expect("nats-server restarts on its port");
     }
 
     /// Starts one, or panics saying how to get nats-server.

@@ -11,6 +11,7 @@ use crate::request_plane::{EndpointPath, InstanceId, TransportError};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -75,6 +76,16 @@ impl InstanceRegistry {
             source,
         })?;
         let lease = records.put(INSTANCE_BUCKET, &key, value.into()).await?;
+        // The record lives while the instance serves, even when the caller
+        // drops its handle (serving goes on until stopped): a task holds it
+        // until `stop`.
+        let lease = Arc::new(Mutex::new(Some(lease)));
+        let held = lease.clone();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            stopped.cancelled().await;
+            drop(held.lock().take());
+        });
         Ok(NatsServing {
             lease,
             stop,
@@ -158,7 +169,8 @@ fn group(view: &RecordWatch) -> HashMap<String, Vec<InstanceId>> {
 
 /// A serving instance's record.
 pub(crate) struct NatsServing {
-    lease: RecordLease,
+    /// The instance's record; taken out to be withdrawn when it stops.
+    lease: Arc<Mutex<Option<RecordLease>>>,
     stop: CancellationToken,
     /// The requests this instance is working on.
     in_flight: Running,
@@ -183,7 +195,10 @@ impl NatsServing {
 
     /// Stops serving and withdraws the record.
     pub(crate) async fn stop(self) {
-        self.lease.revoke().await;
+        let lease = self.lease.lock().take();
+        if let Some(lease) = lease {
+            lease.revoke().await;
+        }
         self.stop.cancel();
     }
 }

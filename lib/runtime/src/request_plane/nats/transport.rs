@@ -194,22 +194,30 @@ impl FrameSink for NatsSink {
 }
 
 /// The frames of one call, heartbeats left out, ending with
-/// [`TransportError::WorkerLost`] if nothing arrives for `liveness`.
+/// [`TransportError::WorkerLost`] when nothing has arrived for `liveness`.
+/// The silence counts from the last frame read (heartbeats included), and
+/// frames waiting in the subscription are read before the deadline is
+/// checked, so a caller that was slow to read never loses a live instance.
 fn live_frames(
     frames: async_nats::Subscriber,
     liveness: Duration,
 ) -> futures::stream::BoxStream<'static, Result<Frame, TransportError>> {
-    futures::stream::unfold(Some(frames), move |state| async move {
-        let mut frames = state?;
+    let start = tokio::time::Instant::now();
+    futures::stream::unfold(Some((frames, start)), move |state| async move {
+        let (mut frames, mut heard) = state?;
         loop {
-            match tokio::time::timeout(liveness, frames.next()).await {
+            match tokio::time::timeout_at(heard + liveness, frames.next()).await {
                 Err(_) => {
                     let lost = TransportError::WorkerLost { silent: liveness };
                     return Some((Err(lost), None));
                 }
                 Ok(None) => return None,
-                Ok(Some(msg)) if header(&msg, H_FRAME) == Some("alive") => continue,
-                Ok(Some(msg)) => return Some((Ok(decode_frame(msg)), Some(frames))),
+                Ok(Some(msg)) => {
+                    heard = tokio::time::Instant::now();
+                    if header(&msg, H_FRAME) != Some("alive") {
+                        return Some((Ok(decode_frame(msg)), Some((frames, heard))));
+                    }
+                }
             }
         }
     })
