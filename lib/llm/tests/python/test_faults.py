@@ -171,17 +171,29 @@ class Stream(threading.Thread):
         conn.close()
 
 
-def test_a_killed_worker_ends_its_streams_with_an_error_and_nothing_stays_in_flight(split: Deployment) -> None:
-    streams = [Stream(split.api) for _ in range(STREAMS)]
+def started_streams(port: int, n: int, max_tokens: int = 2000) -> list[Stream]:
+    """`n` streamed requests, each started and past its first chunk."""
+    streams = [Stream(port, max_tokens=max_tokens) for _ in range(n)]
     for s in streams:
         s.start()
     for s in streams:
         assert s.first.wait(DEADLINE), "every stream got its first chunk"
-    assert request_inboxes(split) == STREAMS, "one inbox subscription per request in flight"
-    worker = split.workers[0]
+    return streams
+
+
+def mark_killed(streams: list[Stream]) -> float:
+    """Notes now as the moment of the fault in every stream; returns it."""
     killed_at = time.monotonic()
     for s in streams:
         s.killed_at = killed_at
+    return killed_at
+
+
+def test_a_killed_worker_ends_its_streams_with_an_error_and_nothing_stays_in_flight(split: Deployment) -> None:
+    streams = started_streams(split.api, STREAMS)
+    assert request_inboxes(split) == STREAMS, "one inbox subscription per request in flight"
+    worker = split.workers[0]
+    mark_killed(streams)
     os.kill(worker.pid, signal.SIGKILL)
     for s in streams:
         s.join(DEADLINE)
@@ -207,11 +219,7 @@ def test_sigterm_drains_streams_in_flight_then_exits(tmp_path_factory: pytest.Te
     try:
         wait_for(f"http://127.0.0.1:{system}/health", d)
         wait_for(f"http://127.0.0.1:{api}/v1/models", d, check="mock-model")
-        streams = [Stream(api, max_tokens=100) for _ in range(STREAMS)]
-        for s in streams:
-            s.start()
-        for s in streams:
-            assert s.first.wait(DEADLINE)
+        streams = started_streams(api, STREAMS, max_tokens=100)
         proc.send_signal(signal.SIGTERM)
         # Draining: the system server says notready.
         deadline = time.monotonic() + DEADLINE
@@ -248,14 +256,8 @@ def test_two_workers_one_killed_its_streams_end_the_others_finish_and_new_reques
     api = d.api
     try:
         # Round-robin spreads the streams over both workers.
-        streams = [Stream(api, max_tokens=150) for _ in range(6)]
-        for s in streams:
-            s.start()
-        for s in streams:
-            assert s.first.wait(DEADLINE)
-        killed_at = time.monotonic()
-        for s in streams:
-            s.killed_at = killed_at
+        streams = started_streams(api, 6, max_tokens=150)
+        killed_at = mark_killed(streams)
         os.kill(d.workers[0].pid, signal.SIGKILL)
         # New requests avoid the dead worker: five in a row succeed, within the deadline.
         statuses = until_served(api, killed_at)
@@ -286,11 +288,7 @@ def test_two_workers_one_killed_its_streams_end_the_others_finish_and_new_reques
 def test_sigterm_on_a_worker_finishes_its_streams_over_nats(split: Deployment) -> None:
     """SIGTERM on a worker behind a frontend over NATS: it takes no new
     request, the streams it carries finish whole, then it exits 0."""
-    streams = [Stream(split.api, max_tokens=100) for _ in range(STREAMS)]
-    for s in streams:
-        s.start()
-    for s in streams:
-        assert s.first.wait(DEADLINE)
+    streams = started_streams(split.api, STREAMS, max_tokens=100)
     worker = split.workers[0]
     worker.send_signal(signal.SIGTERM)
     for s in streams:
@@ -309,14 +307,8 @@ def test_a_nats_restart_ends_streams_in_flight_and_serving_resumes(split: Deploy
     """nats-server killed while streams are in flight: they end within the
     liveness deadline as `worker_lost`; after it is back, requests are served
     again; the worker received exactly what the frontend served or lost."""
-    streams = [Stream(split.api, max_tokens=300) for _ in range(STREAMS)]
-    for s in streams:
-        s.start()
-    for s in streams:
-        assert s.first.wait(DEADLINE)
-    killed_at = time.monotonic()
-    for s in streams:
-        s.killed_at = killed_at
+    streams = started_streams(split.api, STREAMS, max_tokens=300)
+    mark_killed(streams)
     kill_service(split, "nats")
     for s in streams:
         s.join(DEADLINE)
@@ -343,11 +335,7 @@ def test_an_etcd_restart_under_load_loses_nothing(tmp_path_factory: pytest.TempP
     streams finish whole, and the frontend's and the worker's totals agree."""
     d = split_deployment(tmp_path_factory.mktemp("etcd"), discovery="etcd")
     try:
-        streams = [Stream(d.api, max_tokens=200) for _ in range(STREAMS)]
-        for s in streams:
-            s.start()
-        for s in streams:
-            assert s.first.wait(DEADLINE)
+        streams = started_streams(d.api, STREAMS, max_tokens=200)
         kill_service(d, "etcd")
         down_at = time.monotonic()
         statuses: list[int] = []
@@ -380,11 +368,7 @@ def test_sigterm_on_the_frontend_in_split_mode_drains_its_streams(tmp_path_facto
     those streams and has nothing in flight."""
     d = split_deployment(tmp_path_factory.mktemp("fe"))
     try:
-        streams = [Stream(d.api, max_tokens=100) for _ in range(STREAMS)]
-        for s in streams:
-            s.start()
-        for s in streams:
-            assert s.first.wait(DEADLINE)
+        streams = started_streams(d.api, STREAMS, max_tokens=100)
         assert d.frontend is not None
         d.frontend.send_signal(signal.SIGTERM)
         # Draining: new requests are not served (those sent before the
