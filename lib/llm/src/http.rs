@@ -6,7 +6,10 @@
 
 use crate::metrics::{error_type, FrontendMetrics, RequestTimer};
 use crate::preprocessor::Preprocessor;
-use crate::protocols::{ChatCompletionRequest, CompletionRequest, EngineOutput, EngineRequest};
+use crate::protocols::{
+    ChatCompletionRequest, CompletionRequest, EngineOutput, EngineRequest, SamplingOptions, Stop,
+    StopConditions,
+};
 use crate::registry::{ModelEntry, ModelRegistry};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -219,6 +222,8 @@ struct Job {
     endpoint: &'static str,
     prompt: String,
     max_tokens: Option<u32>,
+    sampling: SamplingOptions,
+    stop: Vec<String>,
     stream: bool,
     include_usage: bool,
     start: Instant,
@@ -447,6 +452,11 @@ async fn chat_completions(
     let job = Job {
         prompt: Preprocessor::apply_chat_template(&req.messages),
         max_tokens: req.max_completion_tokens.or(req.max_tokens),
+        sampling: SamplingOptions {
+            temperature: req.temperature,
+            top_p: req.top_p,
+        },
+        stop: req.stop.map(Stop::into_vec).unwrap_or_default(),
         stream: req.stream,
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),
         model: req.model,
@@ -469,6 +479,11 @@ async fn completions(
     let job = Job {
         prompt: req.prompt,
         max_tokens: req.max_tokens,
+        sampling: SamplingOptions {
+            temperature: req.temperature,
+            top_p: req.top_p,
+        },
+        stop: req.stop.map(Stop::into_vec).unwrap_or_default(),
         stream: req.stream,
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),
         model: req.model,
@@ -547,6 +562,11 @@ async fn generate(fe: Arc<Frontend>, mut job: Job) -> Response {
             c.round_robin(EngineRequest {
                 token_ids,
                 max_tokens,
+                stop_conditions: StopConditions {
+                    max_tokens,
+                    stop: std::mem::take(&mut job.stop),
+                },
+                sampling_options: job.sampling.clone(),
             })
             .await
         }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod engine_metrics;
 pub mod http;
 pub mod load;
 pub mod metrics;
@@ -70,8 +71,16 @@ pub async fn start_mock_worker(
         health_check: Some(HealthCheck::new(canary)),
         ..Default::default()
     };
+    let kv = mocker::MockKv::new(
+        mocker::MOCK_BLOCK_SIZE,
+        mocker::MOCK_TOTAL_BLOCKS,
+        engine_metrics::EngineMetrics::new(&endpoint)?,
+    );
     let served = endpoint
-        .serve_with_options(mocker::mock_engine(config), options)
+        .serve_with_options(
+            mocker::mock_engine(config, Some(std::sync::Arc::new(kv))),
+            options,
+        )
         .await?;
     let card = registry
         .register(
@@ -84,4 +93,65 @@ pub async fn start_mock_worker(
         )
         .await?;
     Ok(MockWorker { served, card })
+}
+
+/// Publishes that the engine served at `endpoint` serves `model`, so that
+/// every frontend of the deployment routes requests for `model` to it (in
+/// one process, or across processes over NATS or etcd). The model stays
+/// listed while the returned lease lives. The engine receives
+/// [`protocols::EngineRequest`]s and answers [`protocols::EngineOutput`]s.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// let drt = dynamo_runtime::DistributedRuntime::from_config(Default::default())?;
+/// let endpoint = drt.namespace("dynamo").component("backend").endpoint("generate");
+/// let _card = dynamo_llm::register_llm(&endpoint, "my-model").await?;
+/// let registry = dynamo_llm::registry::ModelRegistry::new(drt.clone());
+/// assert_eq!(registry.names().await, ["my-model"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub async fn register_llm(
+    endpoint: &dynamo_runtime::Endpoint,
+    model: &str,
+) -> Result<RecordLease, RegisterError> {
+    if model.is_empty() || model.len() > MAX_MODEL_NAME || model.chars().any(char::is_control) {
+        return Err(RegisterError::ModelName {
+            model: model.to_owned(),
+        });
+    }
+    let [namespace, component, endpoint_name] = endpoint.names()?;
+    let registry = ModelRegistry::new(endpoint.drt().clone());
+    Ok(registry
+        .register(
+            model,
+            ModelEntry {
+                namespace,
+                component,
+                endpoint: endpoint_name,
+            },
+        )
+        .await?)
+}
+
+/// The longest model name [`register_llm`] takes, in bytes.
+pub const MAX_MODEL_NAME: usize = 256;
+
+/// An error from [`register_llm`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// The model name is empty, longer than [`MAX_MODEL_NAME`] or holds control characters.
+    #[error("invalid model name {model:?}: 1 to 256 bytes, no control characters")]
+    ModelName {
+        /// The name given.
+        model: String,
+    },
+    /// The endpoint's names are not usable.
+    #[error(transparent)]
+    Endpoint(#[from] dynamo_runtime::MetricsError),
+    /// The model card could not be published.
+    #[error(transparent)]
+    Discovery(#[from] dynamo_runtime::DiscoveryError),
 }

@@ -9,6 +9,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The system prompt of every request `dynamo load` sends.
+const SYSTEM_PROMPT: &str = "You are a concise assistant for the operators of an LLM serving \
+    deployment. Explain what the metrics of the frontend and the workers mean, and how time to \
+    first token, inter-token latency and the KV cache relate to each other under load.";
+
 /// What to send.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -57,7 +62,12 @@ pub struct LoadReport {
 async fn one(client: &reqwest::Client, cfg: &LoadConfig, i: usize) -> anyhow::Result<Sample> {
     let body = json!({
         "model": cfg.model,
-        "messages": [{"role": "user", "content": format!("Request {i}: tell me a story about metrics.")}],
+        // A system prompt every request shares, as applications have: the
+        // engine's prefix cache reuses its blocks.
+        "messages": [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": format!("Request {i}: tell me a story about metrics.")}
+        ],
         "max_tokens": cfg.max_tokens,
         "stream": cfg.stream,
         "stream_options": if cfg.stream { json!({"include_usage": true}) } else { Value::Null },

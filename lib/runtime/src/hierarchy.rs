@@ -85,6 +85,21 @@ impl Component {
 }
 
 impl Endpoint {
+    /// The names of its namespace, its component and itself, checked: an
+    /// error names the first that is not usable.
+    ///
+    /// ```
+    /// let drt = dynamo_runtime::DistributedRuntime::from_config(Default::default())?;
+    /// let ep = drt.namespace("dynamo").component("backend").endpoint("generate");
+    /// assert_eq!(ep.names()?, ["dynamo", "backend", "generate"]);
+    /// assert!(drt.namespace("").component("c").endpoint("e").names().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn names(&self) -> Result<[String; 3], crate::MetricsError> {
+        let p = serve::path(self)?;
+        Ok([p.namespace, p.component, p.endpoint])
+    }
+
     /// Serves this endpoint with `handler`, which takes a request (decoded
     /// from JSON) and returns a stream of responses. Requests are counted in
     /// the endpoint's automatic metrics; `/health` lists the endpoint as ready.

@@ -186,6 +186,24 @@ pub mod preprocessor {
     pub const TOKENIZE_SECONDS: &str = "dynamo_preprocessor_tokenize_seconds";
 }
 
+/// An engine worker's KV-cache and scheduler statistics, as the original
+/// runtime names them (gauges on the engine's endpoint, so they carry its
+/// hierarchy labels). Set through `dynamo_llm::engine_metrics::EngineMetrics`
+/// from Rust, `dynamo.llm.EngineMetrics` from Python.
+pub mod kvstats {
+    /// KV-cache blocks held by running requests.
+    pub const ACTIVE_BLOCKS: &str = "dynamo_component_kvstats_active_blocks";
+    /// KV-cache blocks the engine has in all.
+    pub const TOTAL_BLOCKS: &str = "dynamo_component_kvstats_total_blocks";
+    /// Share of the KV cache in use, 0 to 1 (active / total blocks).
+    pub const GPU_CACHE_USAGE_PERCENT: &str = "dynamo_component_kvstats_gpu_cache_usage_percent";
+    /// Share of prompt blocks found in the prefix cache, 0 to 1.
+    pub const GPU_PREFIX_CACHE_HIT_RATE: &str =
+        "dynamo_component_kvstats_gpu_prefix_cache_hit_rate";
+    /// Requests waiting for the engine to admit them (vLLM's `num_requests_waiting`).
+    pub const NUM_REQUESTS_WAITING: &str = "dynamo_component_num_requests_waiting";
+}
+
 /// Metrics of the runtime itself (no hierarchy labels).
 pub mod runtime {
     /// Seconds since the `DistributedRuntime` was created (gauge).
