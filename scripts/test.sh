@@ -65,7 +65,7 @@ log "building the Python package dynamo into $VENV (maturin develop --release)"
 (cd lib/bindings/python && VIRTUAL_ENV="$PWD/../../../$VENV" "../../../$VENV/bin/maturin" develop --release -q)
 
 log "mypy --strict on the Python examples and bench"
-"$VENV/bin/python" -m mypy --strict examples/python benches/python_metrics.py lib/llm/tests/python
+"$VENV/bin/python" -m mypy --strict examples/python examples/engines/toy_engine.py benches/python_metrics.py lib/llm/tests/python
 
 log "Python bench (smoke run)"
 "$VENV/bin/python" benches/python_metrics.py --quick

@@ -1,10 +1,12 @@
 //! The Python package `dynamo`: `dynamo.runtime` (the hierarchy, serving and
-//! calling endpoints) and `dynamo.prometheus_metrics` (the metric classes), on
-//! top of `dynamo-runtime`. Built with maturin as `dynamo._core`.
+//! calling endpoints), `dynamo.llm` (engines in Python behind the frontend)
+//! and `dynamo.prometheus_metrics` (the metric classes), on top of
+//! `dynamo-runtime` and `dynamo-llm`. Built with maturin as `dynamo._core`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod errors;
+mod llm;
 mod metrics;
 mod runtime;
 mod serving;
@@ -43,6 +45,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runtime::PyComponent>()?;
     m.add_class::<runtime::PyEndpoint>()?;
     m.add_class::<metrics::PyMetrics>()?;
+    m.add_function(wrap_pyfunction!(llm::register_llm, m)?)?;
+    m.add_class::<llm::RegisteredModel>()?;
+    m.add_class::<llm::EngineMetrics>()?;
     m.add_class::<serving::PyServedEndpoint>()?;
     m.add_class::<serving::PyClient>()?;
     m.add_class::<serving::PyResponseStream>()?;

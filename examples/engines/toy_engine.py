@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""A toy engine in pure Python, served behind the frontend through ``dynamo.llm``.
+
+It answers each request with tokens of its own prompt, one every ``--itl-ms``,
+and keeps the engine gauges (KV-cache blocks, waiting requests) as a paged
+engine would: each running request holds one block per 16 tokens of prompt
+and output. A request with a negative ``temperature`` is refused with a
+``ValueError``, as a real engine validates its sampling options: the client
+gets an OpenAI error and the metrics count it.
+
+    nats-server -p 4222 &
+    dynamo serve --nats nats://127.0.0.1:4222 --role frontend --http 0.0.0.0:8080 &
+    NATS_SERVER=nats://127.0.0.1:4222 DYN_SYSTEM_PORT=8081 python3 examples/engines/toy_engine.py --model toy
+    curl localhost:8080/v1/chat/completions -H 'content-type: application/json' \\
+      -d '{"model":"toy","messages":[{"role":"user","content":"hi"}],"max_tokens":8}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import signal
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from dynamo.llm import EngineMetrics, register_llm
+from dynamo.runtime import DistributedRuntime
+
+BLOCK_SIZE = 16
+TOTAL_BLOCKS = 256
+
+
+class ToyEngine:
+    """Generation and the bookkeeping behind the engine gauges."""
+
+    def __init__(self, metrics: EngineMetrics, itl: float) -> None:
+        self.metrics = metrics
+        self.itl = itl
+        self.active_blocks = 0
+        self.metrics.set_kv_stats(0, TOTAL_BLOCKS)
+        self.metrics.set_waiting(0)
+
+    def _blocks(self, tokens: int) -> int:
+        return math.ceil(tokens / BLOCK_SIZE)
+
+    def _publish(self) -> None:
+        self.metrics.set_kv_stats(min(self.active_blocks, TOTAL_BLOCKS), TOTAL_BLOCKS)
+
+    async def generate(self, request: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """The handler: the preprocessed request in, token ids out."""
+        prompt: list[int] = request["token_ids"] or [0]
+        stop = request.get("stop_conditions") or {}
+        max_tokens = int(stop.get("max_tokens") or request.get("max_tokens") or 16)
+        temperature = (request.get("sampling_options") or {}).get("temperature")
+        if temperature is not None and temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        held = self._blocks(len(prompt))
+        self.active_blocks += held
+        self._publish()
+        try:
+            for i in range(max_tokens):
+                await asyncio.sleep(self.itl)
+                grown = self._blocks(len(prompt) + i + 1)
+                if grown > held:
+                    self.active_blocks += grown - held
+                    held = grown
+                    self._publish()
+                last = i + 1 == max_tokens
+                yield {"token_ids": [prompt[i % len(prompt)]], "finish_reason": "length" if last else None}
+        finally:
+            self.active_blocks -= held
+            self._publish()
+
+
+async def serve(model: str, itl: float) -> None:
+    drt = DistributedRuntime()
+    endpoint = drt.namespace("dynamo").component("toy").endpoint("generate")
+    engine = ToyEngine(EngineMetrics(endpoint), itl)
+    served = await endpoint.serve_endpoint(engine.generate)
+    card = await register_llm(endpoint, model)
+    print(f"toy engine serving {model!r}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await card.unregister()
+    await served.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="toy", help="the model name the frontend serves it as")
+    parser.add_argument("--itl-ms", type=float, default=5.0, help="milliseconds between tokens")
+    args = parser.parse_args()
+    asyncio.run(serve(args.model, args.itl_ms / 1000.0))
+
+
+if __name__ == "__main__":
+    main()
