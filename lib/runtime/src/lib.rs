@@ -21,6 +21,7 @@
 mod config;
 mod discovery;
 mod error;
+pub mod gpu;
 mod health;
 mod hierarchy;
 pub mod http_server;

@@ -45,6 +45,8 @@ struct Inner {
     scrape_lease: parking_lot::Mutex<Option<RecordLease>>,
     advertise_host: Option<String>,
     stream_liveness: std::time::Duration,
+    /// The GPU collector, once the first endpoint serves (`None`: no GPU).
+    gpu: std::sync::OnceLock<Option<crate::gpu::GpuCollector>>,
     // Declared before `tokio` so that it stops before the runtime does.
     system_server: Option<SystemServer>,
     tokio: AsyncRuntime,
@@ -133,6 +135,7 @@ impl DistributedRuntime {
                 stream_liveness: config
                     .stream_liveness
                     .unwrap_or(crate::config::DEFAULT_STREAM_LIVENESS),
+                gpu: std::sync::OnceLock::new(),
                 tokio,
             }),
         };
@@ -287,6 +290,35 @@ impl DistributedRuntime {
                 Ok(Plane::Nats(plane.clone()))
             }
         }
+    }
+
+    /// Starts the process's GPU collector on `component`'s scope, once (the
+    /// first served endpoint calls it), off the async threads: NVML's
+    /// initialisation blocks. Logs once what it found.
+    pub(crate) fn start_gpu_metrics(&self, component: crate::Component) {
+        if self.inner.gpu.get().is_some() {
+            return;
+        }
+        let inner = self.inner.clone();
+        self.tokio_handle().spawn_blocking(move || {
+            inner.gpu.get_or_init(|| {
+                let started = crate::gpu::enabled_by_env()
+                    .and_then(|()| crate::gpu::start_nvml_collector(component.metrics()));
+                match started {
+                    Ok(c) => {
+                        tracing::info!(
+                            gpus = c.gpus(),
+                            "GPU metrics from NVML (DCGM_FI_DEV_* names)"
+                        );
+                        Some(c)
+                    }
+                    Err(e) => {
+                        tracing::info!(reason = %e, "no GPU metrics");
+                        None
+                    }
+                }
+            });
+        });
     }
 
     pub(crate) fn local_records(&self) -> &Arc<LocalRecords> {

@@ -40,7 +40,7 @@ mod sample;
 mod scope;
 mod spec;
 mod store;
-mod text;
+pub(crate) mod text;
 mod validate;
 pub mod vec;
 

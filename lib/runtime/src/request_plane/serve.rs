@@ -142,6 +142,12 @@ where
     Resp: Serialize + Send + 'static,
 {
     let path = path(endpoint)?;
+    endpoint.drt().start_gpu_metrics(
+        endpoint
+            .drt()
+            .namespace(&path.namespace)
+            .component(&path.component),
+    );
     let metrics = if options.automatic_metrics {
         Some(EndpointMetrics::new(endpoint.metrics())?)
     } else {
