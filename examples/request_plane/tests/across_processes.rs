@@ -163,13 +163,12 @@ fn two_workers_a_client_a_kill_and_malformed_payloads() {
         let nc = async_nats::connect(&url).await.unwrap();
         let inbox = nc.new_inbox();
         let mut sub = nc.subscribe(inbox.clone()).await.unwrap();
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Dyn-Reply", inbox.as_str());
-        nc.request_with_headers(subject.clone(), headers, "{not json".into())
+        // Not JSON, with a reply subject: answered with a failed frame.
+        nc.publish_with_reply(subject.clone(), inbox, "{not json".into())
             .await
             .unwrap();
-        // No envelope at all.
-        nc.request(subject.clone(), "\u{0}\u{1}garbage".into())
+        // No reply subject at all: counted, nowhere to answer.
+        nc.publish(subject.clone(), "\u{0}\u{1}garbage".into())
             .await
             .unwrap();
         let frame =
@@ -177,12 +176,11 @@ fn two_workers_a_client_a_kill_and_malformed_payloads() {
                 .await
                 .unwrap()
                 .unwrap();
-        frame
-            .headers
-            .unwrap()
-            .get("Dyn-Error-Type")
-            .unwrap()
-            .to_string()
+        // A wire record: kind 2 (failed), then the length-prefixed error type.
+        let p = frame.payload;
+        assert_eq!(p[0], 2, "a failed record: {p:?}");
+        let n = u32::from_le_bytes([p[1], p[2], p[3], p[4]]) as usize;
+        String::from_utf8_lossy(&p[5..5 + n]).into_owned()
     });
     assert_eq!(failed_frame, "invalid_request");
     let body_b = settled(&b);

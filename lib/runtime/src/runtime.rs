@@ -252,6 +252,17 @@ impl DistributedRuntime {
         }
     }
 
+    /// Calls of this process over NATS whose response streams are still
+    /// open: 0 once every call has ended. Hidden from the docs: the leak
+    /// checks of the tests read it.
+    #[doc(hidden)]
+    pub fn open_response_streams(&self) -> usize {
+        self.inner
+            .nats_plane
+            .get()
+            .map_or(0, |p| p.transport.open_response_streams())
+    }
+
     /// Publishes a scrape target for as long as the returned lease lives. The
     /// runtime publishes its own system status server (`server = "system"`)
     /// when it starts one; this is for other servers of the process.

@@ -1,8 +1,8 @@
 //! A worker that dies mid-stream (its whole async runtime stops at once, so
 //! its NATS connection drops as a killed process's would): every stream it
 //! carried ends for the caller with `WorkerLost` within the liveness
-//! deadline, and the caller is left with no task and no inbox subscription
-//! of those requests.
+//! deadline, and the caller is left with no task and no reply route of those
+//! requests.
 
 use dynamo_runtime::request_plane::{CallError, Context, ResponseStream, TransportError};
 use dynamo_runtime::{DistributedRuntime, RequestPlaneConfig, RuntimeConfig};
@@ -66,8 +66,14 @@ fn a_dead_workers_streams_end_and_leave_no_task_or_subscription() {
             .wait_for_instances(Duration::from_secs(10))
             .await
             .unwrap();
-        // Settle, then count the caller's tasks before any request.
+        // One call first (it starts the connection's reply dispatcher, which
+        // lives as long as the connection), dropped; settle; then count the
+        // caller's tasks.
+        let mut warm = client.round_robin("warm".to_owned()).await.unwrap();
+        assert!(matches!(warm.next().await, Some(Ok(_))));
+        drop(warm);
         tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(drt.open_response_streams(), 0, "the dropped call's route is gone");
         let metrics = tokio::runtime::Handle::current().metrics();
         let baseline = metrics.num_alive_tasks();
         let mut streams = Vec::new();
@@ -76,7 +82,16 @@ fn a_dead_workers_streams_end_and_leave_no_task_or_subscription() {
             assert!(matches!(s.next().await, Some(Ok(_))));
             streams.push(s);
         }
-        assert_eq!(nats.request_inboxes(), STREAMS, "one inbox per request");
+        assert_eq!(
+            drt.open_response_streams(),
+            STREAMS,
+            "one reply route per request"
+        );
+        assert_eq!(
+            nats.request_inboxes(),
+            0,
+            "replies share one wildcard subscription"
+        );
 
         // The worker dies: its runtime stops with every task and connection.
         let died = Instant::now();
@@ -115,16 +130,16 @@ fn a_dead_workers_streams_end_and_leave_no_task_or_subscription() {
             "bounded by the liveness deadline: {ended_after:?}"
         );
 
-        // Nothing of the four requests is left: no task, no subscription.
+        // Nothing of the four requests is left: no task, no reply route.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let (tasks, inboxes) = (metrics.num_alive_tasks(), nats.request_inboxes());
-            if tasks <= baseline && inboxes == 0 {
+            let (tasks, routes) = (metrics.num_alive_tasks(), drt.open_response_streams());
+            if tasks <= baseline && routes == 0 {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "left behind: {tasks} tasks (baseline {baseline}), {inboxes} inbox subscriptions"
+                "left behind: {tasks} tasks (baseline {baseline}), {routes} reply routes"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

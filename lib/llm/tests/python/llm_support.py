@@ -144,19 +144,6 @@ def start_service_again(d: Deployment, name: str) -> None:
     d.procs.insert(0, subprocess.Popen(d.services[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
 
-def request_inboxes(d: Deployment) -> int:
-    """How many per-request inbox subscriptions (`_INBOX.<id>`, not the
-    client libraries' `_INBOX.<id>.*`) the nats-server holds now."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{d.nats_monitor}/connz?subs=1", timeout=DEADLINE) as r:
-        connz = json.loads(r.read())
-    return sum(
-        1
-        for c in connz.get("connections", [])
-        for sub in c.get("subscriptions_list", [])
-        if sub.startswith("_INBOX.") and not sub.endswith(".*")
-    )
-
-
 def start(d: Deployment, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Starts `cmd`, again while it exits at once (nats-server may still be starting)."""
     deadline = time.monotonic() + DEADLINE

@@ -3,8 +3,9 @@ nats-server, with discovery announced over NATS or kept in a real etcd.
 Workers killed (SIGKILL) or stopped (SIGTERM) while they stream, nats-server
 and etcd restarted under load, the frontend stopped: each test asserts what
 the clients saw, what the frontend's and workers' metrics say afterwards
-(in flight, errors by type, totals that agree), and that no per-request
-NATS subscription is left behind."""
+(in flight, errors by type, totals that agree). That a dead worker leaves
+its callers no task and no reply route is checked by the Rust test
+`lib/runtime/tests/worker_lost.rs`, on the same transport."""
 
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ from llm_support import (
     free_port,
     kill_service,
     process_env,
-    request_inboxes,
     scrape,
     start,
     start_etcd,
@@ -109,14 +109,6 @@ def worker_requests(port: int) -> float:
     return sum(v for k, v in samples.items() if k.startswith("dynamo_component_requests_total{") and '"dynamo_endpoint": "generate"' in k)
 
 
-def no_request_inboxes_left(d: Deployment) -> None:
-    """Every per-request inbox subscription is gone (within the deadline)."""
-    deadline = time.monotonic() + DEADLINE
-    while (left := request_inboxes(d)) != 0:
-        assert time.monotonic() < deadline, f"{left} request inbox subscriptions leaked"
-        time.sleep(0.1)
-
-
 def chat(port: int, max_tokens: int = 2) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
     body = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens}
@@ -191,7 +183,6 @@ def mark_killed(streams: list[Stream]) -> float:
 
 def test_a_killed_worker_ends_its_streams_with_an_error_and_nothing_stays_in_flight(split: Deployment) -> None:
     streams = started_streams(split.api, STREAMS)
-    assert request_inboxes(split) == STREAMS, "one inbox subscription per request in flight"
     worker = split.workers[0]
     mark_killed(streams)
     os.kill(worker.pid, signal.SIGKILL)
@@ -204,7 +195,6 @@ def test_a_killed_worker_ends_its_streams_with_an_error_and_nothing_stays_in_fli
     samples = frontend_samples(split)
     assert frontend_errors(samples, "worker_lost") == STREAMS, [k for k in samples if "errors_total" in k]
     assert inflight(samples) == 0
-    no_request_inboxes_left(split)
 
 
 def test_sigterm_drains_streams_in_flight_then_exits(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -280,7 +270,6 @@ def test_two_workers_one_killed_its_streams_end_the_others_finish_and_new_reques
         # only those it did not lose (the dead worker took the rest with it).
         survivor = worker_requests(d.worker_systems[1])
         assert survivor == frontend_total(samples, "success"), (survivor, frontend_total(samples, "success"))
-        no_request_inboxes_left(d)
     finally:
         stop(d)
 
@@ -300,7 +289,6 @@ def test_sigterm_on_a_worker_finishes_its_streams_over_nats(split: Deployment) -
     samples = frontend_samples(split)
     assert inflight(samples) == 0
     assert frontend_total(samples, "success") == STREAMS
-    no_request_inboxes_left(split)
 
 
 def test_a_nats_restart_ends_streams_in_flight_and_serving_resumes(split: Deployment) -> None:
@@ -325,7 +313,6 @@ def test_a_nats_restart_ends_streams_in_flight_and_serving_resumes(split: Deploy
     assert inflight(samples) == 0
     reached_worker = frontend_total(samples, "success") + frontend_errors(samples, "worker_lost")
     assert worker_requests(split.system) == reached_worker
-    no_request_inboxes_left(split)
 
 
 def test_an_etcd_restart_under_load_loses_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -356,7 +343,6 @@ def test_an_etcd_restart_under_load_loses_nothing(tmp_path_factory: pytest.TempP
         assert frontend_total(samples) == frontend_total(samples, "success")
         assert inflight(samples) == 0
         assert worker_requests(d.system) == len(statuses) + STREAMS
-        no_request_inboxes_left(d)
         print(f"\netcd down 4 s under load: {len(statuses)} unary requests, all served; {STREAMS} streams whole")
     finally:
         stop(d)
@@ -393,6 +379,5 @@ def test_sigterm_on_the_frontend_in_split_mode_drains_its_streams(tmp_path_facto
         worker = valid(scrape(d.system))
         assert worker_requests(d.system) == STREAMS + served_before
         assert sum(v for k, v in worker.items() if k.startswith("dynamo_component_inflight_requests{")) == 0
-        no_request_inboxes_left(d)
     finally:
         stop(d)

@@ -210,7 +210,7 @@ where
                 // the next instance may take it.
                 Err(
                     e @ CallError::Transport {
-                        source: TransportError::Request { .. },
+                        source: TransportError::NotAccepted { .. },
                         ..
                     },
                 ) => {

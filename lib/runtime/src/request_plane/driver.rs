@@ -27,7 +27,14 @@ pub(crate) enum Frame {
 /// when the caller dropped the stream, [`SinkError::Transport`] when the
 /// frame could not be handed to the transport.
 pub(crate) trait FrameSink: Send {
+    /// Sends (or queues) one frame; the last frame of a request is sent at once.
     fn send(&mut self, frame: Frame) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Sends the queued frames: the driver calls it before it waits for the
+    /// handler's next item, so frames are batched only when ready together.
+    fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Why a frame could not be sent.
@@ -94,10 +101,24 @@ async fn run(
         Err(failure) => return send_failure(sink, failure).await,
     };
     loop {
-        let next = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Outcome::Failed(error_type::CANCELLED),
-            next = AssertUnwindSafe(items.next()).catch_unwind() => next,
+        if cancel.is_cancelled() {
+            return Outcome::Failed(error_type::CANCELLED);
+        }
+        // An item ready now joins the frames queued in the sink; before
+        // waiting for one, the sink sends what it holds.
+        let ready = AssertUnwindSafe(items.next()).catch_unwind().now_or_never();
+        let next = match ready {
+            Some(next) => next,
+            None => {
+                if let Err(e) = sink.flush().await {
+                    return sink_failure(e);
+                }
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Outcome::Failed(error_type::CANCELLED),
+                    next = AssertUnwindSafe(items.next()).catch_unwind() => next,
+                }
+            }
         };
         match next {
             Err(p) => return send_failure(sink, panic_failure(p)).await,

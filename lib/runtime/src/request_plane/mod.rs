@@ -182,14 +182,14 @@ pub enum TransportError {
         #[source]
         source: async_nats::PublishError,
     },
-    /// An instance did not accept a request in time (or the request failed).
-    #[error("request to {subject} was not accepted: {source}")]
-    Request {
+    /// An instance sent nothing back within the liveness deadline: it died
+    /// as the request reached it (nothing ran), so the call may go elsewhere.
+    #[error("request to {subject} was not accepted within {waited:?}")]
+    NotAccepted {
         /// The instance's request subject.
         subject: String,
-        /// The client's error.
-        #[source]
-        source: async_nats::RequestError,
+        /// How long the caller waited.
+        waited: std::time::Duration,
     },
     /// Something to send could not be encoded.
     #[error("cannot encode {what}: {source}")]

@@ -7,7 +7,9 @@
 //! and the parts.
 
 pub(crate) mod instances;
+mod replies;
 pub(crate) mod transport;
+mod wire;
 
 use super::endpoint_metrics::EndpointMetrics;
 use super::handler::RawHandler;

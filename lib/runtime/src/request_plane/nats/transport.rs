@@ -1,22 +1,31 @@
 //! Requests and their streamed responses over core NATS. A request goes to
-//! one instance's subject with NATS request-reply (the instance acknowledges
-//! at once, so a dead instance is seen as "no responders"); responses stream
-//! back as frames to the caller's inbox; dropping the stream publishes a
-//! cancel to the instance.
+//! one instance's subject with the caller's inbox as its reply subject (so a
+//! dead instance is seen at once: nats-server answers "no responders" there);
+//! responses stream back to the inbox as messages of [`wire`] records, the
+//! frames ready together in one message; an instance sends a heartbeat every
+//! [`STREAM_HEARTBEAT`] while it works. The first message back is the
+//! acceptance: nothing within the liveness deadline means the instance died
+//! as the request reached it, and the call moves on. Dropping the stream
+//! publishes a cancel to the instance.
 
 use super::key_prefix;
+use super::replies::{Replies, Reply, Route};
+use super::wire::{self, Record};
 use crate::metrics::prometheus_names::work_handler::error_type;
 use crate::request_plane::client::Started;
 use crate::request_plane::driver::{drive, Frame, FrameSink, SinkError};
 use crate::request_plane::endpoint_metrics::{EndpointMetrics, Outcome};
 use crate::request_plane::handler::{Failure, RawHandler};
 use crate::request_plane::{CallError, Context, EndpointPath, InstanceId, TransportError};
-use async_nats::{HeaderMap, RequestErrorKind};
-use bytes::Bytes;
-use futures::StreamExt;
+use async_nats::Subject;
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -27,10 +36,9 @@ const HEADER_ALLOWANCE: usize = 512;
 /// request (an `alive` frame), whatever else it sends.
 pub const STREAM_HEARTBEAT: Duration = Duration::from_millis(500);
 
-const H_REQUEST_ID: &str = "Dyn-Request-Id";
-const H_REPLY: &str = "Dyn-Reply";
-const H_FRAME: &str = "Dyn-Frame";
-const H_ERROR_TYPE: &str = "Dyn-Error-Type";
+/// A message of frames is published once it holds this many bytes, even
+/// when more frames are ready.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// The subject prefix of one instance: its requests go to `<prefix>.req`,
 /// its cancels to `<prefix>.cancel`.
@@ -48,6 +56,8 @@ pub(crate) struct NatsTransport {
     /// How long a caller waits for the next frame before it gives the
     /// instance up (see `RuntimeConfig::stream_liveness`).
     liveness: Duration,
+    /// The replies of this process's calls (started by the first call).
+    replies: tokio::sync::OnceCell<Replies>,
 }
 
 impl NatsTransport {
@@ -56,6 +66,7 @@ impl NatsTransport {
             client,
             handle: Handle::current(),
             liveness,
+            replies: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -90,6 +101,11 @@ impl NatsTransport {
         Ok((stop, running))
     }
 
+    /// Calls of this process whose replies are still being read.
+    pub(crate) fn open_response_streams(&self) -> usize {
+        self.replies.get().map_or(0, Replies::open)
+    }
+
     /// Sends a request to instance `id` of `path` and returns its frames.
     pub(crate) async fn call(
         &self,
@@ -114,34 +130,37 @@ impl NatsTransport {
             });
         }
         let base = subject(path, id);
-        let inbox = self.client.new_inbox();
-        let frames = self.subscribe(inbox.clone()).await.map_err(transport)?;
-        // The inbox is unique to this call (a NUID), so ids cannot collide
-        // between callers, across processes too.
-        let request_id = inbox.rsplit('.').next().unwrap_or(&inbox).to_owned();
-        let mut headers = HeaderMap::new();
-        headers.insert(H_REQUEST_ID, request_id.as_str());
-        headers.insert(H_REPLY, inbox.as_str());
-        let request = async_nats::Request::new()
-            .headers(headers)
-            .payload(payload)
-            // An instance accepts at once; one that says nothing for the
-            // liveness deadline is gone (it died as the request reached it,
-            // before nats-server noticed): the call moves to the next one.
-            .timeout(Some(self.liveness));
+        let replies = self
+            .replies
+            .get_or_try_init(|| Replies::start(&self.client))
+            .await
+            .map_err(transport)?;
+        // The reply subject is unique to this call (a connection's inbox and
+        // 128 random bits): the instance takes its last token as the request id.
+        let (inbox, route) = replies.route();
         let req_subject = format!("{base}.req");
-        match self.client.send_request(req_subject.clone(), request).await {
-            Ok(_accepted) => {}
-            Err(e) if e.kind() == RequestErrorKind::NoResponders => {
+        self.client
+            .publish_with_reply(req_subject.clone(), inbox.clone(), payload)
+            .await
+            .map_err(|source| {
+                transport(TransportError::Publish {
+                    subject: req_subject.clone(),
+                    source,
+                })
+            })?;
+        let mut frames = LiveFrames::new(route, self.liveness);
+        match frames.accepted().await {
+            Acceptance::Accepted => {}
+            Acceptance::NoResponders => {
                 return Err(CallError::InstanceNotFound {
                     endpoint: path.to_string(),
                     instance: id,
-                });
+                })
             }
-            Err(source) => {
-                return Err(transport(TransportError::Request {
+            Acceptance::Silent => {
+                return Err(transport(TransportError::NotAccepted {
                     subject: req_subject,
-                    source,
+                    waited: self.liveness,
                 }))
             }
         }
@@ -150,7 +169,7 @@ impl NatsTransport {
         let cancel_subject = format!("{base}.cancel");
         let cancel_key = inbox;
         Ok(Started {
-            frames: live_frames(frames, self.liveness),
+            frames: frames.boxed(),
             cancel: Box::new(move || {
                 handle.spawn(async move {
                     if let Err(e) = client.publish(cancel_subject, cancel_key.into()).await {
@@ -162,107 +181,159 @@ impl NatsTransport {
     }
 }
 
-/// Publishes a request's frames to its caller's inbox.
+/// Publishes a request's frames to its caller's inbox, the frames ready
+/// together in one message.
 struct NatsSink {
     client: async_nats::Client,
-    inbox: String,
+    inbox: Subject,
+    pending: BytesMut,
 }
 
-impl FrameSink for NatsSink {
-    async fn send(&mut self, frame: Frame) -> Result<(), SinkError> {
-        let mut headers = HeaderMap::new();
-        let payload = match frame {
-            Frame::Item(bytes) => {
-                headers.insert(H_FRAME, "item");
-                bytes
-            }
-            Frame::End => {
-                headers.insert(H_FRAME, "end");
-                Bytes::new()
-            }
-            Frame::Failed(f) => {
-                headers.insert(H_FRAME, "failed");
-                headers.insert(H_ERROR_TYPE, f.error_type);
-                Bytes::from(f.message)
-            }
-        };
+impl NatsSink {
+    async fn publish(&mut self) -> Result<(), SinkError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let message = self.pending.split().freeze();
         self.client
-            .publish_with_headers(self.inbox.clone(), headers, payload)
+            .publish(self.inbox.clone(), message)
             .await
             .map_err(|_| SinkError::Transport)
     }
 }
 
-/// The frames of one call, heartbeats left out, ending with
-/// [`TransportError::WorkerLost`] when nothing has arrived for `liveness`.
-/// The silence counts from the last frame read (heartbeats included), and
-/// frames waiting in the subscription are read before the deadline is
-/// checked, so a caller that was slow to read never loses a live instance.
-fn live_frames(
-    frames: async_nats::Subscriber,
-    liveness: Duration,
-) -> futures::stream::BoxStream<'static, Result<Frame, TransportError>> {
-    let start = tokio::time::Instant::now();
-    futures::stream::unfold(Some((frames, start)), move |state| async move {
-        let (mut frames, mut heard) = state?;
-        loop {
-            match tokio::time::timeout_at(heard + liveness, frames.next()).await {
-                Err(_) => {
-                    let lost = TransportError::WorkerLost { silent: liveness };
-                    return Some((Err(lost), None));
-                }
-                Ok(None) => return None,
-                Ok(Some(msg)) => {
-                    heard = tokio::time::Instant::now();
-                    if header(&msg, H_FRAME) != Some("alive") {
-                        return Some((Ok(decode_frame(msg)), Some((frames, heard))));
-                    }
-                }
-            }
+impl FrameSink for NatsSink {
+    async fn send(&mut self, frame: Frame) -> Result<(), SinkError> {
+        let last = !matches!(frame, Frame::Item(_));
+        wire::put_frame(&mut self.pending, &frame);
+        if last || self.pending.len() >= BATCH_BYTES {
+            self.publish().await
+        } else {
+            Ok(())
         }
-    })
-    .boxed()
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        self.publish().await
+    }
 }
 
-/// Publishes an `alive` frame to `inbox` every [`STREAM_HEARTBEAT`] until `done`.
-async fn heartbeats(client: async_nats::Client, inbox: String, done: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = done.cancelled() => return,
-            _ = tokio::time::sleep(STREAM_HEARTBEAT) => {}
+/// What the first message back says of a request.
+enum Acceptance {
+    /// The instance answers.
+    Accepted,
+    /// No instance listens on the subject.
+    NoResponders,
+    /// Nothing came back within the liveness deadline.
+    Silent,
+}
+
+/// The frames of one call, heartbeats left out, ending with
+/// [`TransportError::WorkerLost`] when nothing has arrived for `liveness`.
+/// The silence counts from the last message read (heartbeats included), and
+/// messages waiting in the subscription are read before the deadline is
+/// checked, so a caller that was slow to read never loses a live instance.
+struct LiveFrames {
+    messages: Route,
+    liveness: Duration,
+    silence: Pin<Box<tokio::time::Sleep>>,
+    ready: VecDeque<Frame>,
+    done: bool,
+}
+
+impl LiveFrames {
+    fn new(messages: Route, liveness: Duration) -> Self {
+        Self {
+            messages,
+            liveness,
+            silence: Box::pin(tokio::time::sleep(liveness)),
+            ready: VecDeque::new(),
+            done: false,
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(H_FRAME, "alive");
-        if let Err(e) = client
-            .publish_with_headers(inbox.clone(), headers, Bytes::new())
-            .await
-        {
-            tracing::debug!(error = %e, "could not send a heartbeat");
+    }
+
+    /// Waits for the first message.
+    async fn accepted(&mut self) -> Acceptance {
+        let first = tokio::select! {
+            biased;
+            m = self.messages.recv() => m,
+            _ = &mut self.silence => return Acceptance::Silent,
+        };
+        match first {
+            Some(Reply::NoResponders) => Acceptance::NoResponders,
+            Some(Reply::Message(m)) => {
+                self.take_message(m);
+                Acceptance::Accepted
+            }
+            // The subscription ended (the connection closed): let the stream say so.
+            None => Acceptance::Accepted,
+        }
+    }
+
+    /// Takes in one message and restarts the silence deadline.
+    fn take_message(&mut self, payload: Bytes) {
+        self.silence
+            .as_mut()
+            .reset(tokio::time::Instant::now() + self.liveness);
+        let mut records = Vec::new();
+        let read = wire::read(payload, &mut records);
+        for r in records {
+            if let Record::Frame(f) = r {
+                self.ready.push_back(f);
+            }
+        }
+        if let Err(e) = read {
+            self.ready.push_back(Frame::Failed(Failure::new(
+                error_type::TRANSPORT,
+                format!("malformed message on the reply inbox: {e}"),
+            )));
         }
     }
 }
 
-fn header<'a>(msg: &'a async_nats::Message, name: &str) -> Option<&'a str> {
-    msg.headers.as_ref()?.get(name).map(|v| v.as_str())
+impl Stream for LiveFrames {
+    type Item = Result<Frame, TransportError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(f) = self.ready.pop_front() {
+                return Poll::Ready(Some(Ok(f)));
+            }
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match self.messages.poll_recv(cx) {
+                Poll::Ready(Some(Reply::Message(msg))) => self.take_message(msg),
+                // Only a request's first reply can say so; later, ignore it.
+                Poll::Ready(Some(Reply::NoResponders)) => {}
+                Poll::Ready(None) => {
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {
+                    return match self.silence.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
+                            self.done = true;
+                            Poll::Ready(Some(Err(TransportError::WorkerLost {
+                                silent: self.liveness,
+                            })))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+    }
 }
 
-fn decode_frame(msg: async_nats::Message) -> Frame {
-    match header(&msg, H_FRAME) {
-        Some("item") => Frame::Item(msg.payload),
-        Some("end") => Frame::End,
-        Some("failed") => {
-            let error_type = header(&msg, H_ERROR_TYPE)
-                .and_then(|t| error_type::ALL.iter().copied().find(|k| *k == t))
-                .unwrap_or(error_type::TRANSPORT);
-            Frame::Failed(Failure::new(
-                error_type,
-                String::from_utf8_lossy(&msg.payload),
-            ))
+/// Publishes a heartbeat to `inbox` every [`STREAM_HEARTBEAT`], for as long
+/// as it is polled.
+async fn heartbeats(client: async_nats::Client, inbox: Subject) {
+    loop {
+        tokio::time::sleep(STREAM_HEARTBEAT).await;
+        if let Err(e) = client.publish(inbox.clone(), wire::alive()).await {
+            tracing::debug!(error = %e, "could not send a heartbeat");
         }
-        other => Frame::Failed(Failure::new(
-            error_type::TRANSPORT,
-            format!("unexpected frame {other:?} on the reply inbox"),
-        )),
     }
 }
 
@@ -279,16 +350,7 @@ async fn serve_requests(
             _ = stop.cancelled() => break,
             msg = requests.next() => match msg { Some(m) => m, None => break },
         };
-        let inbox = header(&msg, H_REPLY).map(str::to_owned);
-        let request_id = header(&msg, H_REQUEST_ID)
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)));
-        if let Some(reply) = msg.reply.clone() {
-            if let Err(e) = client.publish(reply, Bytes::new()).await {
-                tracing::debug!(error = %e, "could not accept a request");
-            }
-        }
-        let Some(inbox) = inbox else {
+        let Some(inbox) = msg.reply.clone() else {
             // Not a request of ours: count it, but there is nowhere to answer.
             tracing::warn!(subject = %msg.subject, "request without a reply inbox; dropped");
             if let Some(m) = &metrics {
@@ -297,26 +359,41 @@ async fn serve_requests(
             }
             continue;
         };
+        // The reply subject's last token is unique per call: the request id.
+        let request_id = inbox.rsplit('.').next().unwrap_or_default().to_owned();
         let token = CancellationToken::new();
         // Keyed by the caller's inbox, unique per call: a cancel names it.
-        running.lock().insert(inbox.clone(), token.clone());
+        running.lock().insert(inbox.to_string(), token.clone());
         let (client, handler, metrics, running) = (
             client.clone(),
             handler.clone(),
             metrics.clone(),
             running.clone(),
         );
-        tokio::spawn(async move {
-            let key = inbox.clone();
-            let done = CancellationToken::new();
-            let beating = tokio::spawn(heartbeats(client.clone(), inbox.clone(), done.clone()));
-            let mut sink = NatsSink { client, inbox };
+        let request = async move {
+            let key = inbox.to_string();
+            let beats = heartbeats(client.clone(), inbox.clone());
+            let mut sink = NatsSink {
+                client,
+                inbox,
+                pending: BytesMut::new(),
+            };
             let ctx = Context::new(request_id, token);
-            drive(handler, msg.payload, ctx, metrics.as_ref(), &mut sink).await;
-            done.cancel();
-            let _ = beating.await;
+            // The heartbeats run in this task, beside the request, and stop
+            // with it (no task of their own to start and stop per request).
+            tokio::select! {
+                biased;
+                () = drive(handler, msg.payload, ctx, metrics.as_ref(), &mut sink) => {}
+                () = beats => {}
+            }
             running.lock().remove(&key);
-        });
+        };
+        // A request that completes at once (a unary answer ready now) is
+        // served right here; one that waits goes on in a task of its own.
+        let mut request = Box::pin(request);
+        if futures::FutureExt::now_or_never(request.as_mut()).is_none() {
+            tokio::spawn(request);
+        }
     }
 }
 
