@@ -1,5 +1,6 @@
 """An engine written in Python (`examples/engines/toy_engine.py`, through
-`dynamo.llm`) behind `dynamo serve --role frontend` over a real nats-server,
+`dynamo.llm`) behind `dynamo serve --role frontend` over a real nats-server
+(discovery over NATS, and in a real etcd),
 driven by the `openai` client: streamed and unary answers, the frontend's
 metrics exact, the engine's gauges on the worker's /metrics, a handler that
 raises, and a client that goes away mid-stream."""
@@ -12,21 +13,28 @@ from collections.abc import Callable, Iterator
 
 import openai
 import pytest
-from llm_support import DEADLINE, ROOT, Deployment, dynamo_binary, free_port, process_env, scrape, start, start_nats, stop, valid, wait_for
+from llm_support import DEADLINE, ROOT, Deployment, dynamo_binary, free_port, process_env, scrape, start, start_etcd, start_nats, stop, valid, wait_for
 
 MODEL = "toy"
 LABELS = '"dynamo_component": "toy", "dynamo_endpoint": "generate", "dynamo_namespace": "dynamo"'
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+@pytest.fixture(scope="module", params=["nats", "etcd"])
+def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     api, system = free_port(), free_port()
     d = Deployment(api=api, system=system)
     try:
-        url = start_nats(d, tmp_path_factory.mktemp("nats"))
-        env = process_env(DYN_LOG="error", NATS_SERVER=url, DYN_SYSTEM_PORT=str(system))
+        store = tmp_path_factory.mktemp("engine")
+        url = start_nats(d, store / "nats")
+        worker_env = {"NATS_SERVER": url, "DYN_SYSTEM_PORT": str(system)}
+        frontend_args = ["--nats", url]
+        if request.param == "etcd":
+            endpoint = start_etcd(d, store / "etcd")
+            worker_env["ETCD_ENDPOINTS"] = endpoint
+            frontend_args += ["--etcd", endpoint]
+        env = process_env(DYN_LOG="error", **worker_env)
         start(d, [sys.executable, str(ROOT / "examples/engines/toy_engine.py"), "--model", MODEL, "--itl-ms", "2"], env)
-        start(d, [str(dynamo_binary()), "serve", "--nats", url, "--role", "frontend", "--http", f"127.0.0.1:{api}"], process_env(DYN_LOG="error"))
+        start(d, [str(dynamo_binary()), "serve", *frontend_args, "--role", "frontend", "--http", f"127.0.0.1:{api}"], process_env(DYN_LOG="error"))
         wait_for(f"http://127.0.0.1:{system}/health", d)
         wait_for(f"http://127.0.0.1:{api}/v1/models", d, check=MODEL)
         yield d
