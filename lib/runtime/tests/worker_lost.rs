@@ -73,7 +73,11 @@ fn a_dead_workers_streams_end_and_leave_no_task_or_subscription() {
         assert!(matches!(warm.next().await, Some(Ok(_))));
         drop(warm);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(drt.open_response_streams(), 0, "the dropped call's route is gone");
+        assert_eq!(
+            drt.open_response_streams(),
+            0,
+            "the dropped call's route is gone"
+        );
         let metrics = tokio::runtime::Handle::current().metrics();
         let baseline = metrics.num_alive_tasks();
         let mut streams = Vec::new();
