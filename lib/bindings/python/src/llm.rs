@@ -82,8 +82,9 @@ impl RegisteredModel {
         })
     }
 
-    fn __repr__(&self) -> String {
-        format!("RegisteredModel({:?})", self.model)
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let name = pyo3::types::PyString::new(py, &self.model).repr()?;
+        Ok(format!("RegisteredModel({name})"))
     }
 }
 
