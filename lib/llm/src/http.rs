@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dynamo_runtime::http_server::{self, HttpLimits};
+use dynamo_runtime::metrics_http;
 use dynamo_runtime::request_plane::{CallError, Client, TransportError};
 use dynamo_runtime::{DistributedRuntime, RecordLease, ScrapeTarget};
 use futures::StreamExt;
@@ -769,14 +770,16 @@ async fn models(State(fe): State<Arc<Frontend>>) -> Response {
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
-async fn metrics(State(fe): State<Arc<Frontend>>) -> Response {
+async fn metrics(State(fe): State<Arc<Frontend>>, headers: axum::http::HeaderMap) -> Response {
     let scope = fe.drt.metrics().clone();
-    match tokio::task::spawn_blocking(move || scope.prometheus_metrics_fmt()).await {
-        Ok(Ok(text)) => (
-            [(header::CONTENT_TYPE, dynamo_runtime::METRICS_CONTENT_TYPE)],
-            text,
-        )
-            .into_response(),
+    let gzip = metrics_http::request_accepts_gzip(&headers);
+    let render = move || {
+        scope
+            .prometheus_metrics_fmt()
+            .map(|text| metrics_http::Body::new(text, gzip))
+    };
+    match tokio::task::spawn_blocking(render).await {
+        Ok(Ok(body)) => body.into_response(dynamo_runtime::METRICS_CONTENT_TYPE),
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "metrics rendering failed\n",

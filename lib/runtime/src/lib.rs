@@ -27,6 +27,7 @@ mod hierarchy;
 pub mod http_server;
 pub mod logging;
 mod metrics;
+pub mod metrics_http;
 pub mod request_plane;
 mod runtime;
 mod scrape_targets;

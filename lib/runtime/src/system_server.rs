@@ -4,9 +4,10 @@
 use crate::health::{Health, HealthStatus};
 use crate::http_server::HttpLimits;
 use crate::metrics::{Registry, ScopePath};
+use crate::metrics_http;
 use crate::RuntimeError;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -93,12 +94,14 @@ fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
+async fn metrics(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
     // Rendering runs callbacks, which may block (a Python callback waits for
-    // the GIL): keep it off the async workers.
+    // the GIL), and compressing is CPU work: keep both off the async workers.
     let registry = state.registry.clone();
-    match tokio::task::spawn_blocking(move || registry.scrape(&ScopePath::root())).await {
-        Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
+    let gzip = metrics_http::request_accepts_gzip(&headers);
+    let render = move || metrics_http::Body::new(registry.scrape(&ScopePath::root()), gzip);
+    match tokio::task::spawn_blocking(render).await {
+        Ok(body) => body.into_response(METRICS_CONTENT_TYPE),
         Err(e) => {
             tracing::error!(error = %e, "metrics rendering failed");
             (

@@ -76,16 +76,24 @@ fn python_stream(
         Ok(agen)
     })
     .map_err(handler_error)?;
+    let guard = Generator {
+        agen: Some(agen),
+        locals: locals.clone(),
+    };
     let locals = locals.clone();
-    let stream = futures::stream::unfold(Some(agen), move |state| {
+    let stream = futures::stream::unfold(Some(guard), move |state| {
         let locals = locals.clone();
         async move {
-            let agen = state?;
+            let mut guard = state?;
             if crate::python_exiting() {
                 return Some((Err("the Python interpreter is exiting".into()), None));
             }
             let next = Python::attach(|py| {
-                let anext = agen.bind(py).call_method0("__anext__")?;
+                let agen = guard.agen.as_ref().map(|a| a.bind(py).clone());
+                let anext = match agen {
+                    Some(a) => a.call_method0("__anext__")?,
+                    None => return Err(PyStopAsyncIteration::new_err(())),
+                };
                 pyo3_async_runtimes::into_future_with_locals(&locals, anext)
             });
             let next = match next {
@@ -94,15 +102,52 @@ fn python_stream(
             };
             match next {
                 Ok(item) => match Python::attach(|py| to_json(item.bind(py))) {
-                    Ok(json) => Some((Ok(json), Some(agen))),
+                    Ok(json) => Some((Ok(json), Some(guard))),
                     Err(e) => Some((Err(handler_error(e)), None)),
                 },
-                Err(e) if Python::attach(|py| e.is_instance_of::<PyStopAsyncIteration>(py)) => None,
-                Err(e) => Some((Err(handler_error(e)), None)),
+                Err(e) if Python::attach(|py| e.is_instance_of::<PyStopAsyncIteration>(py)) => {
+                    guard.agen = None; // finished: nothing to close
+                    None
+                }
+                Err(e) => {
+                    guard.agen = None; // it raised: it is closed
+                    Some((Err(handler_error(e)), None))
+                }
             }
         }
     });
     Ok(Box::pin(stream))
+}
+
+/// A handler's async generator; one dropped before its end (the caller went
+/// away, the request was cancelled) is closed on its event loop, so that its
+/// `finally` blocks run now (releasing what the engine holds), not whenever
+/// the garbage collector gets to it.
+struct Generator {
+    agen: Option<Py<PyAny>>,
+    locals: TaskLocals,
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        let Some(agen) = self.agen.take() else { return };
+        if crate::python_exiting() {
+            return;
+        }
+        Python::attach(|py| {
+            let closed = (|| -> PyResult<()> {
+                let aclose = agen.bind(py).call_method0("aclose")?;
+                py.import("asyncio")?.call_method1(
+                    "run_coroutine_threadsafe",
+                    (aclose, self.locals.event_loop(py)),
+                )?;
+                Ok(())
+            })();
+            if let Err(e) = closed {
+                tracing::debug!(error = %e, "could not close a handler's generator");
+            }
+        });
+    }
 }
 
 #[pymethods]

@@ -3,7 +3,11 @@ get() and through the process's real /metrics."""
 
 from __future__ import annotations
 
+import gzip
+import urllib.request
+
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import EP, scrape
 from dynamo.prometheus_metrics import (
@@ -227,3 +231,26 @@ def test_series_limit_sends_new_label_sets_to_the_overflow_series(monkeypatch: p
     monkeypatch.setenv("DYN_METRICS_SERIES_LIMIT", "none")
     with pytest.raises(ValueError, match="DYN_METRICS_SERIES_LIMIT"):
         DistributedRuntime()
+
+
+def test_metrics_are_gzipped_when_the_scraper_accepts_it(drt: DistributedRuntime) -> None:
+    """Prometheus asks for gzip; a plain client gets plain text. Both parse to the same series."""
+    drt.metrics.create_intcounter("gz_total", "Counted").inc()
+    address = drt.system_server_address()
+    assert address is not None
+    url = f"http://127.0.0.1:{address.rsplit(':', 1)[1]}/metrics"
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert r.headers["Content-Encoding"] == "gzip"
+        assert r.headers["Vary"] == "Accept-Encoding"
+        raw = r.read()
+    text = gzip.decompress(raw).decode()
+    assert len(raw) < len(text)
+    with urllib.request.urlopen(url, timeout=10) as r:
+        assert r.headers["Content-Encoding"] is None
+        plain = r.read().decode()
+    def names(t: str) -> list[str]:
+        return sorted(f.name for f in text_string_to_metric_families(t))
+
+    assert names(text) == names(plain)
+    assert "dynamo_component_gz_total 1" in text

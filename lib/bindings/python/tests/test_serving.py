@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -179,3 +180,36 @@ def test_health_check_canary_drives_readiness(drt: DistributedRuntime) -> None:
             await endpoint.serve_endpoint(handler, health_check_payload={}, health_check_interval=-1.0)
 
         asyncio.run(bad())
+
+
+def test_a_handler_left_mid_stream_runs_its_finally_at_once(drt: DistributedRuntime) -> None:
+    """A caller that stops reading cancels the request, and the handler's
+    generator is closed then: its `finally` (an engine releasing its KV
+    blocks, say) runs without waiting for the garbage collector."""
+    endpoint = drt.namespace("ns").component("comp").endpoint("closing")
+    closed: list[float] = []
+
+    async def endless(request: Any) -> AsyncGenerator[int, None]:
+        try:
+            i = 0
+            while True:
+                await asyncio.sleep(0.001)
+                yield i
+                i += 1
+        finally:
+            closed.append(time.monotonic())
+
+    async def main() -> None:
+        served = await endpoint.serve_endpoint(endless)
+        client = await endpoint.client()
+        await client.wait_for_instances()
+        async for item in await client.round_robin({}):
+            if item == 3:
+                break
+        left = time.monotonic()
+        while not closed and time.monotonic() - left < 5:
+            await asyncio.sleep(0.01)
+        assert closed, "the generator was not closed within 5 s"
+        await served.stop()
+
+    asyncio.run(main())

@@ -153,3 +153,16 @@ def test_a_client_that_goes_away_mid_stream_cancels_the_engine(deployment: Deplo
     settled(lambda: valid(scrape(deployment.system)).get(cancelled_key, 0.0) == cancelled + 1, "the worker counts the cancel")
     settled(lambda: worker(deployment, "dynamo_component_kvstats_active_blocks") == 0, "the engine released its blocks")
     assert frontend(deployment, "dynamo_frontend_inflight_requests") == 0
+
+
+def test_the_frontend_metrics_are_gzipped_for_a_scraper_that_asks(deployment: Deployment) -> None:
+    import gzip
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{deployment.api}/metrics", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=DEADLINE) as r:
+        assert r.headers["Content-Encoding"] == "gzip"
+        raw = r.read()
+    text = gzip.decompress(raw).decode()
+    assert len(raw) < len(text)
+    assert any(k.startswith("dynamo_frontend_requests_total{") for k in valid(text))
