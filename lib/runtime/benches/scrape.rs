@@ -13,6 +13,7 @@
 //! `cargo bench -p dynamo-runtime --bench scrape`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use dynamo_runtime::metrics_http::gzip;
 use dynamo_runtime::{DistributedRuntime, Endpoint, RuntimeConfig};
 use prometheus::Encoder;
 use prometheus_client::metrics::counter::Counter as PcCounter;
@@ -240,6 +241,35 @@ fn bench_scrape(c: &mut Criterion) {
                     black_box(out)
                 })
             },
+        );
+        // What a gzip-accepting scraper (Prometheus) costs: the same text and
+        // the same compressor (flate2, fast level) on both sides.
+        group.bench_function(BenchmarkId::new("dynamo_gzip", mix.name()), |b| {
+            b.iter(|| {
+                let text = drt.metrics().prometheus_metrics_fmt().unwrap();
+                black_box(gzip(text.as_bytes()).unwrap())
+            })
+        });
+        group.bench_function(
+            BenchmarkId::new("prometheus_client_text_gzip", mix.name()),
+            |b| {
+                b.iter(|| {
+                    let mut out = String::new();
+                    prometheus_client::encoding::text::encode(&mut out, &pc).unwrap();
+                    black_box(gzip(out.as_bytes()).unwrap())
+                })
+            },
+        );
+        let ours = drt.metrics().prometheus_metrics_fmt().unwrap();
+        let mut theirs = String::new();
+        prometheus_client::encoding::text::encode(&mut theirs, &pc).unwrap();
+        eprintln!(
+            "{}: text {} bytes, gzip'd {} bytes; prometheus-client text {} bytes, gzip'd {} bytes",
+            mix.name(),
+            ours.len(),
+            gzip(ours.as_bytes()).unwrap().len(),
+            theirs.len(),
+            gzip(theirs.as_bytes()).unwrap().len()
         );
     }
     group.finish();
