@@ -79,8 +79,8 @@ fn the_compose_file_mounts_existing_files_and_runs_every_scraped_exporter() {
         }
     }
     assert_eq!(
-        mounts, 3,
-        "prometheus.yml, grafana provisioning, dashboards"
+        mounts, 4,
+        "prometheus.yml, its rules, grafana provisioning, dashboards"
     );
     for service in [
         "nats-server:",
@@ -159,4 +159,22 @@ fn dashboards_use_the_provisioned_datasource_and_are_documented() {
             assert_eq!(v["datasource"]["uid"], "prometheus", "{name}");
         }
     }
+}
+
+/// The SLO recording rules and alerts pass their unit tests (recorded values,
+/// alerts that fire and alerts that do not) in promtool.
+#[test]
+fn the_slo_rules_pass_their_promtool_unit_tests() {
+    let dir = repo().join("deploy/metrics/rules");
+    let out = std::process::Command::new("promtool")
+        .args(["test", "rules", "dynamo-slo.test.yml"])
+        .current_dir(&dir)
+        .output()
+        .expect("promtool is installed (scripts/test.sh installs the Debian package prometheus)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("SUCCESS"), "{text}");
 }
