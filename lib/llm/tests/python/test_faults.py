@@ -181,16 +181,32 @@ def mark_killed(streams: list[Stream]) -> float:
     return killed_at
 
 
-def test_a_killed_worker_ends_its_streams_with_an_error_and_nothing_stays_in_flight(split: Deployment) -> None:
-    streams = started_streams(split.api, STREAMS)
-    worker = split.workers[0]
-    mark_killed(streams)
-    os.kill(worker.pid, signal.SIGKILL)
+def ended_whole(streams: list[Stream], tokens: int = 0) -> None:
+    """Every stream ended within the deadline with `[DONE]`, no error event,
+    and at least `tokens` content chunks."""
+    for s in streams:
+        s.join(DEADLINE)
+        assert not s.is_alive(), "the stream ended within the deadline"
+        assert not any('"error"' in line for line in s.lines), s.lines[-3:]
+        assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
+        assert sum(1 for line in s.lines if '"content"' in line) >= tokens
+
+
+def ended_with_an_error(streams: list[Stream]) -> None:
+    """Every stream ended within the deadline with an error event, then `[DONE]`."""
     for s in streams:
         s.join(DEADLINE)
         assert not s.is_alive(), "the stream ended within the deadline"
         assert any('"error"' in line for line in s.lines), s.lines[-3:]
         assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
+
+
+def test_a_killed_worker_ends_its_streams_with_an_error_and_nothing_stays_in_flight(split: Deployment) -> None:
+    streams = started_streams(split.api, STREAMS)
+    worker = split.workers[0]
+    mark_killed(streams)
+    os.kill(worker.pid, signal.SIGKILL)
+    ended_with_an_error(streams)
     assert split.frontend is not None and split.frontend.poll() is None, "the frontend lives"
     samples = frontend_samples(split)
     assert frontend_errors(samples, "worker_lost") == STREAMS, [k for k in samples if "errors_total" in k]
@@ -224,12 +240,7 @@ def test_sigterm_drains_streams_in_flight_then_exits(tmp_path_factory: pytest.Te
                 break
             time.sleep(0.05)
         assert status == 503, status
-        for s in streams:
-            s.join(DEADLINE)
-            assert not s.is_alive()
-            assert not any('"error"' in line for line in s.lines), s.lines[-3:]
-            assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
-            assert sum(1 for line in s.lines if '"content"' in line) >= 100
+        ended_whole(streams, tokens=100)
         assert proc.wait(DEADLINE) == 0
         assert proc.stdout is not None
         assert "drained in" in proc.stdout.read().decode()
@@ -280,11 +291,7 @@ def test_sigterm_on_a_worker_finishes_its_streams_over_nats(split: Deployment) -
     streams = started_streams(split.api, STREAMS, max_tokens=100)
     worker = split.workers[0]
     worker.send_signal(signal.SIGTERM)
-    for s in streams:
-        s.join(DEADLINE)
-        assert not s.is_alive()
-        assert not any('"error"' in line for line in s.lines), s.lines[-3:]
-        assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
+    ended_whole(streams)
     assert worker.wait(DEADLINE) == 0
     samples = frontend_samples(split)
     assert inflight(samples) == 0
@@ -298,11 +305,7 @@ def test_a_nats_restart_ends_streams_in_flight_and_serving_resumes(split: Deploy
     streams = started_streams(split.api, STREAMS, max_tokens=300)
     mark_killed(streams)
     kill_service(split, "nats")
-    for s in streams:
-        s.join(DEADLINE)
-        assert not s.is_alive(), "the stream ended within the deadline"
-        assert any('"error"' in line for line in s.lines), s.lines[-3:]
-        assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
+    ended_with_an_error(streams)
     ended = max(s.ended_after_kill or 0.0 for s in streams)
     start_service_again(split, "nats")
     back = time.monotonic()
@@ -333,11 +336,7 @@ def test_an_etcd_restart_under_load_loses_nothing(tmp_path_factory: pytest.TempP
         while time.monotonic() - back < 2.0:
             statuses.append(chat(d.api)[0])
         assert statuses and set(statuses) == {200}, sorted(set(statuses))
-        for s in streams:
-            s.join(DEADLINE)
-            assert not s.is_alive()
-            assert not any('"error"' in line for line in s.lines), s.lines[-3:]
-            assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
+        ended_whole(streams)
         samples = frontend_samples(d)
         assert frontend_total(samples, "success") == len(statuses) + STREAMS
         assert frontend_total(samples) == frontend_total(samples, "success")
@@ -369,12 +368,7 @@ def test_sigterm_on_the_frontend_in_split_mode_drains_its_streams(tmp_path_facto
             except OSError:
                 refused = True
         assert refused, "a new request was still served while draining"
-        for s in streams:
-            s.join(DEADLINE)
-            assert not s.is_alive()
-            assert not any('"error"' in line for line in s.lines), s.lines[-3:]
-            assert s.lines[-1] == "data: [DONE]", s.lines[-3:]
-            assert sum(1 for line in s.lines if '"content"' in line) >= 100
+        ended_whole(streams, tokens=100)
         assert d.frontend.wait(DEADLINE) == 0
         worker = valid(scrape(d.system))
         assert worker_requests(d.system) == STREAMS + served_before
