@@ -385,7 +385,7 @@ impl NatsRecordHandle {
         &self.key
     }
 
-    /// Removes the record; true when it was still this handle's.
+    /// Removes the record; the runtime's records when it was still this handle's.
     fn remove(&self) -> Option<Arc<NatsRecords>> {
         let records = self.records.upgrade()?;
         let mut own = records.own.lock();

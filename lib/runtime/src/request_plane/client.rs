@@ -57,6 +57,8 @@ impl<Req, Resp> Clone for Client<Req, Resp> {
 
 struct Inner {
     path: EndpointPath,
+    /// `path` as `namespace/component/endpoint`, written once.
+    name: String,
     plane: Plane,
     next: AtomicUsize,
 }
@@ -78,6 +80,7 @@ where
         }
         Ok(Self {
             inner: Arc::new(Inner {
+                name: path.to_string(),
                 path,
                 plane,
                 next: AtomicUsize::new(0),
@@ -87,14 +90,14 @@ where
     }
 
     fn endpoint(&self) -> String {
-        self.inner.path.to_string()
+        self.inner.name.clone()
     }
 
     /// The live instances known now, sorted.
     pub fn instance_ids(&self) -> Vec<InstanceId> {
         let mut ids = match &self.inner.plane {
             Plane::Local(local) => local.instances(&self.inner.path),
-            Plane::Nats(nats) => nats.instances.instances(&self.inner.path),
+            Plane::Nats(nats) => nats.instances.instances(&self.inner.name),
         };
         ids.sort_unstable();
         ids

@@ -93,21 +93,21 @@ impl InstanceRegistry {
         })
     }
 
-    /// The instances of `path` now (never waits on the network).
-    pub(crate) fn instances(&self, path: &EndpointPath) -> Vec<InstanceId> {
+    /// The instances of `endpoint` (`namespace/component/endpoint`) now
+    /// (never waits on the network).
+    pub(crate) fn instances(&self, endpoint: &str) -> Vec<InstanceId> {
         let Some(view) = self.view.get() else {
             return Vec::new();
         };
         let version = view.version();
-        let endpoint = path.to_string();
         let mut ids = {
             let cached = self.by_endpoint.read();
             if cached.0 == version {
-                cached.1.get(&endpoint).cloned().unwrap_or_default()
+                cached.1.get(endpoint).cloned().unwrap_or_default()
             } else {
                 drop(cached);
                 let fresh = group(view);
-                let ids = fresh.get(&endpoint).cloned().unwrap_or_default();
+                let ids = fresh.get(endpoint).cloned().unwrap_or_default();
                 *self.by_endpoint.write() = (version, fresh);
                 ids
             }

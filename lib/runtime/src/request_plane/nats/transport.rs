@@ -10,7 +10,7 @@
 
 use super::key_prefix;
 use super::replies::{Replies, Reply, Route};
-use super::wire::{self, Record};
+use super::wire;
 use crate::metrics::prometheus_names::work_handler::error_type;
 use crate::request_plane::client::Started;
 use crate::request_plane::driver::{drive, Frame, FrameSink, SinkError};
@@ -275,14 +275,7 @@ impl LiveFrames {
         self.silence
             .as_mut()
             .reset(tokio::time::Instant::now() + self.liveness);
-        let mut records = Vec::new();
-        let read = wire::read(payload, &mut records);
-        for r in records {
-            if let Record::Frame(f) = r {
-                self.ready.push_back(f);
-            }
-        }
-        if let Err(e) = read {
+        if let Err(e) = wire::read(payload, &mut self.ready) {
             self.ready.push_back(Frame::Failed(Failure::new(
                 error_type::TRANSPORT,
                 format!("malformed message on the reply inbox: {e}"),

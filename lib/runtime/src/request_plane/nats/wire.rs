@@ -23,15 +23,6 @@ const END: u8 = 1;
 const FAILED: u8 = 2;
 const ALIVE: u8 = 3;
 
-/// A record read from a message.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Record {
-    /// A frame of the response.
-    Frame(Frame),
-    /// The instance still works on the request.
-    Alive,
-}
-
 /// Why a message could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum WireError {
@@ -81,13 +72,14 @@ fn take(rest: &mut Bytes, what: &'static str) -> Result<Bytes, WireError> {
     Ok(rest.split_to(n))
 }
 
-/// Reads every record of `message` into `out`; items share its memory.
-pub(crate) fn read(message: Bytes, out: &mut impl Extend<Record>) -> Result<(), WireError> {
+/// Reads the frames of `message` into `out`, heartbeats left out (a
+/// message's arrival is all a heartbeat says); items share its memory.
+pub(crate) fn read(message: Bytes, out: &mut impl Extend<Frame>) -> Result<(), WireError> {
     let mut rest = message;
     while rest.has_remaining() {
-        let record = match rest.get_u8() {
-            ITEM => Record::Frame(Frame::Item(take(&mut rest, "item")?)),
-            END => Record::Frame(Frame::End),
+        let frame = match rest.get_u8() {
+            ITEM => Frame::Item(take(&mut rest, "item")?),
+            END => Frame::End,
             FAILED => {
                 let kind = take(&mut rest, "error type")?;
                 let message = take(&mut rest, "error message")?;
@@ -97,15 +89,12 @@ pub(crate) fn read(message: Bytes, out: &mut impl Extend<Record>) -> Result<(), 
                     .copied()
                     .find(|k| k.as_bytes() == kind.as_ref())
                     .unwrap_or(error_type::TRANSPORT);
-                Record::Frame(Frame::Failed(Failure::new(
-                    kind,
-                    String::from_utf8_lossy(&message),
-                )))
+                Frame::Failed(Failure::new(kind, String::from_utf8_lossy(&message)))
             }
-            ALIVE => Record::Alive,
+            ALIVE => continue,
             other => return Err(WireError::Kind(other)),
         };
-        out.extend(std::iter::once(record));
+        out.extend(std::iter::once(frame));
     }
     Ok(())
 }
@@ -128,11 +117,10 @@ mod tests {
         }
         let mut got = Vec::new();
         read(buf.freeze(), &mut got).unwrap();
-        let want: Vec<Record> = frames.iter().cloned().map(Record::Frame).collect();
-        assert_eq!(got, want);
+        assert_eq!(got, frames);
         let mut beat = Vec::new();
         read(alive(), &mut beat).unwrap();
-        assert_eq!(beat, vec![Record::Alive]);
+        assert!(beat.is_empty(), "a heartbeat holds no frame");
     }
 
     #[test]
@@ -175,10 +163,7 @@ mod tests {
         read(odd.freeze(), &mut out).unwrap();
         assert_eq!(
             out,
-            vec![Record::Frame(Frame::Failed(Failure::new(
-                error_type::TRANSPORT,
-                "m"
-            )))]
+            vec![Frame::Failed(Failure::new(error_type::TRANSPORT, "m"))]
         );
     }
 }
