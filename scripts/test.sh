@@ -36,6 +36,13 @@ nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
 etcd --version | head -n 1
 protoc --version
 
+# Disk: a cold build of everything below takes about 8 GiB of target/.
+df -h . | tail -n 1
+if [ -n "${CI:-}" ]; then
+    # Incremental caches only pay off on a second build, which CI never does.
+    export CARGO_INCREMENTAL=0
+fi
+
 VENV="${DYN_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
     log "creating the Python virtual environment $VENV"
