@@ -773,13 +773,14 @@ async fn models(State(fe): State<Arc<Frontend>>) -> Response {
 async fn metrics(State(fe): State<Arc<Frontend>>, headers: axum::http::HeaderMap) -> Response {
     let scope = fe.drt.metrics().clone();
     let gzip = metrics_http::request_accepts_gzip(&headers);
+    let format = metrics_http::request_format(&headers);
     let render = move || {
         scope
-            .prometheus_metrics_fmt()
+            .render(format)
             .map(|text| metrics_http::Body::new(text, gzip))
     };
     match tokio::task::spawn_blocking(render).await {
-        Ok(Ok(body)) => body.into_response(dynamo_runtime::METRICS_CONTENT_TYPE),
+        Ok(Ok(body)) => body.into_response(format.content_type()),
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "metrics rendering failed\n",

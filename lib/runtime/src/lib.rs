@@ -47,8 +47,8 @@ pub use error::{MetricsError, RuntimeError};
 pub use health::{HealthReport, HealthStatus};
 pub use hierarchy::{Component, Endpoint, Namespace};
 pub use metrics::{
-    prometheus_names, CallbackError, CounterVec, GaugeVec, HistogramVec, IntCounterVec,
-    IntGaugeVec, MetricVec, MetricsRegistry, MetricsScope, VecChild,
+    prometheus_names, CallbackError, CounterVec, ExpositionFormat, GaugeVec, HistogramVec,
+    IntCounterVec, IntGaugeVec, MetricVec, MetricsRegistry, MetricsScope, VecChild,
 };
 pub use runtime::DistributedRuntime;
 pub use scrape_targets::{ScrapeTarget, SCRAPE_TARGETS_BUCKET};

@@ -1,7 +1,10 @@
 //! The HTTP side of a scrape, shared by every `/metrics` (the system server
-//! and the frontend): the exposition text, gzip-compressed (fast level) when
-//! the scraper accepts it, as Prometheus does by default.
+//! and the frontend): the format the scraper's `Accept` header asks for
+//! (OpenMetrics or text 0.0.4, see [`ExpositionFormat::negotiate`]),
+//! gzip-compressed (fast level) when the scraper accepts it, as Prometheus
+//! does by default.
 
+use crate::ExpositionFormat;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::io::Write;
@@ -38,6 +41,16 @@ pub fn request_accepts_gzip(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(accepts_gzip)
+}
+
+/// The exposition format the request's `Accept` headers ask for.
+pub fn request_format(headers: &HeaderMap) -> ExpositionFormat {
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    ExpositionFormat::negotiate(&accept.join(","))
 }
 
 /// `text` gzip-compressed at the fast level.
@@ -81,7 +94,10 @@ impl Body {
             StatusCode::OK,
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-                (header::VARY, HeaderValue::from_static("Accept-Encoding")),
+                (
+                    header::VARY,
+                    HeaderValue::from_static("Accept, Accept-Encoding"),
+                ),
             ],
             self.bytes,
         )

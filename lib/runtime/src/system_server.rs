@@ -99,9 +99,11 @@ async fn metrics(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> R
     // the GIL), and compressing is CPU work: keep both off the async workers.
     let registry = state.registry.clone();
     let gzip = metrics_http::request_accepts_gzip(&headers);
-    let render = move || metrics_http::Body::new(registry.scrape(&ScopePath::root()), gzip);
+    let format = metrics_http::request_format(&headers);
+    let render =
+        move || metrics_http::Body::new(registry.scrape_as(&ScopePath::root(), format), gzip);
     match tokio::task::spawn_blocking(render).await {
-        Ok(body) => body.into_response(METRICS_CONTENT_TYPE),
+        Ok(body) => body.into_response(format.content_type()),
         Err(e) => {
             tracing::error!(error = %e, "metrics rendering failed");
             (

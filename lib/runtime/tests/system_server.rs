@@ -333,3 +333,79 @@ fn hostile_label_values_reach_a_real_prometheus() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Prometheus asks for OpenMetrics first; a plain client gets text 0.0.4.
+/// Both carry the same samples, and the OpenMetrics answer passes
+/// prometheus_client's strict OpenMetrics parser, text callbacks' families
+/// (a counter without `_total`, untyped, a summary, timestamps) included.
+#[test]
+fn metrics_route_negotiates_openmetrics_with_the_same_samples() {
+    use support::{get_accepting, parse_openmetrics, PROMETHEUS_ACCEPT};
+    let drt = runtime_with_server();
+    let ep = drt.namespace("ns").component("c").endpoint("generate");
+    ep.create_intcounter("requests_total", "Requests \"all\"", &[])
+        .unwrap()
+        .inc_by(3);
+    ep.create_counter("bare", "A counter without the suffix", &[])
+        .unwrap()
+        .inc();
+    let h = ep
+        .create_histogramvec(
+            "wait_seconds",
+            "Wait",
+            &["model"],
+            &[],
+            Some(vec![0.1, 1.0]),
+        )
+        .unwrap();
+    h.with_label_values(&["a \"b\"\n"]).observe(0.5);
+    h.with_label_values(&["c"]).observe(5.0);
+    drt.metrics()
+        .register_prometheus_expfmt_callback(|| {
+            Ok::<_, std::io::Error>(
+                "# TYPE ext_untyped untyped\next_untyped 7 1700000000250\n\
+                 # TYPE ext_sum summary\next_sum{quantile=\"0.5\"} 1\next_sum_sum 3\next_sum_count 2\n"
+                    .to_owned(),
+            )
+        });
+
+    let (status, ctype, om) = get_accepting(&drt, "/metrics", PROMETHEUS_ACCEPT);
+    assert_eq!(status, 200);
+    assert_eq!(
+        ctype,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(
+        om.contains("# TYPE dynamo_component_requests counter\n"),
+        "{om}"
+    );
+    assert!(
+        om.contains("# TYPE dynamo_component_bare unknown\n"),
+        "{om}"
+    );
+    assert!(om.contains("# TYPE ext_untyped unknown\n"), "{om}");
+    assert!(om.contains("ext_untyped 7 1700000000.25\n"), "{om}");
+    let om = parse_openmetrics(&om);
+
+    let (_, ctype, text) = get_accepting(&drt, "/metrics", "*/*");
+    assert_eq!(ctype, METRICS_CONTENT_TYPE);
+    let text = parse(&text);
+    // client_python's text parser names a counter's sample `<name>_total`
+    // even where the text says `<name>` (Prometheus keeps `<name>`): compare
+    // names without the suffix.
+    let samples = |p: &support::Parsed| {
+        let mut s: Vec<String> = p
+            .samples
+            .iter()
+            .filter(|(name, _, _)| name != rt_names::SYSTEM_UPTIME_SECONDS)
+            .map(|(n, l, v)| format!("{} {l:?} {v}", n.trim_end_matches("_total")))
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(samples(&om), samples(&text));
+    assert_eq!(om.families["dynamo_component_wait_seconds"], "histogram");
+    assert_eq!(om.families["dynamo_component_requests"], "counter");
+    assert_eq!(om.families["ext_sum"], "summary");
+}

@@ -33,6 +33,7 @@ mod callbacks;
 mod create;
 mod encoder;
 mod expfmt;
+mod format;
 mod kind;
 pub mod prometheus_names;
 mod registry;
@@ -48,6 +49,7 @@ pub use callbacks::CallbackError;
 pub(crate) use create::CreateArgs;
 use create::{registry_trait_method, scope_method};
 pub(crate) use encoder::text::CONTENT_TYPE as TEXT_CONTENT_TYPE;
+pub use format::ExpositionFormat;
 pub(crate) use registry::Registry;
 pub(crate) use scope::ScopePath;
 
@@ -239,6 +241,26 @@ impl MetricsScope {
     pub fn prometheus_metrics_fmt(&self) -> Result<String, MetricsError> {
         self.path.validate()?;
         Ok(self.registry.scrape(&self.path))
+    }
+
+    /// Renders this object's metrics and everything below it in `format`
+    /// (see [`ExpositionFormat::negotiate`] for choosing one from an
+    /// `Accept` header), after running the callbacks registered there.
+    ///
+    /// ```
+    /// use dynamo_runtime::{DistributedRuntime, ExpositionFormat, MetricsRegistry};
+    ///
+    /// let drt = DistributedRuntime::new()?;
+    /// drt.create_intcounter("requests_total", "Requests", &[])?.inc();
+    /// let text = drt.metrics().render(ExpositionFormat::OpenMetrics)?;
+    /// assert!(text.contains("# TYPE dynamo_component_requests counter\n"));
+    /// assert!(text.contains("\ndynamo_component_requests_total 1\n"));
+    /// assert!(text.ends_with("# EOF\n"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn render(&self, format: ExpositionFormat) -> Result<String, MetricsError> {
+        self.path.validate()?;
+        Ok(self.registry.scrape_as(&self.path, format))
     }
 
     /// Runs `callback` before every scrape that includes this object. An error

@@ -2,7 +2,9 @@
 //! scrape that renders a subtree of the hierarchy.
 
 use super::callbacks::{self, Callback, FailureCounter};
-use super::encoder::{self, text::TextEncoder};
+use super::encoder::{self, openmetrics::OpenMetricsEncoder, text::TextEncoder, Encoder, Written};
+use super::expfmt::ExternalFamilies;
+use super::format::ExpositionFormat;
 use super::kind::MetricKind;
 use super::prometheus_names::{
     callback as cb_names, labels, runtime as rt_names, series_limit as limit_names,
@@ -113,9 +115,15 @@ impl Registry {
         self.callbacks.write().push((scope, callback));
     }
 
-    /// Renders everything at `filter` and below, after running the callbacks
-    /// registered there.
+    /// Renders everything at `filter` and below in text format 0.0.4, after
+    /// running the callbacks registered there.
     pub(crate) fn scrape(&self, filter: &ScopePath) -> String {
+        self.scrape_as(filter, ExpositionFormat::Text)
+    }
+
+    /// Renders everything at `filter` and below in `format`, after running
+    /// the callbacks registered there.
+    pub(crate) fn scrape_as(&self, filter: &ScopePath, format: ExpositionFormat) -> String {
         self.uptime.set(self.start.elapsed().as_secs_f64());
         let callbacks: Vec<(ScopePath, Callback)> = self
             .callbacks
@@ -125,15 +133,22 @@ impl Registry {
             .cloned()
             .collect();
         let external = callbacks::run(&callbacks, &self.failures);
-        let mut text = TextEncoder::with_capacity(self.last_len.load(Ordering::Relaxed) + 1024);
-        let written = encoder::encode(&mut text, &self.store, filter, external, |family| {
-            tracing::warn!(family = %family, "text callback family dropped: its type differs from the registered family");
-            self.failures
-                .count(cb_names::KIND_EXPFMT, cb_names::FAILURE_CONFLICT);
-        });
-        let out = text.finish();
+        let capacity = self.last_len.load(Ordering::Relaxed) + 1024;
+        let (out, written) = match format {
+            ExpositionFormat::Text => {
+                let mut enc = TextEncoder::with_capacity(capacity);
+                let written = self.encode(&mut enc, filter, external);
+                (enc.finish(), written)
+            }
+            ExpositionFormat::OpenMetrics => {
+                let mut enc = OpenMetricsEncoder::with_capacity(capacity);
+                let written = self.encode(&mut enc, filter, external);
+                (enc.finish(), written)
+            }
+        };
         tracing::trace!(
             scope = %filter,
+            ?format,
             families = written.families,
             series = written.series,
             bytes = out.len(),
@@ -141,6 +156,19 @@ impl Registry {
         );
         self.last_len.store(out.len(), Ordering::Relaxed);
         out
+    }
+
+    fn encode<E: Encoder>(
+        &self,
+        enc: &mut E,
+        filter: &ScopePath,
+        external: ExternalFamilies,
+    ) -> Written {
+        encoder::encode(enc, &self.store, filter, external, |family| {
+            tracing::warn!(family = %family, "text callback family dropped: its type differs from the registered family");
+            self.failures
+                .count(cb_names::KIND_EXPFMT, cb_names::FAILURE_CONFLICT);
+        })
     }
 }
 

@@ -32,7 +32,20 @@ pub struct Parsed {
     pub families: BTreeMap<String, String>,
     #[serde(default)]
     pub samples: Vec<(String, BTreeMap<String, String>, serde_json::Value)>,
+    /// OpenMetrics only: (sample name, sample labels, exemplar labels,
+    /// exemplar value, exemplar timestamp).
+    #[serde(default)]
+    pub exemplars: Vec<Exemplar>,
 }
+
+/// An exemplar the OpenMetrics parser read.
+pub type Exemplar = (
+    String,
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+    f64,
+    Option<f64>,
+);
 
 impl Parsed {
     /// The value of the one sample with that name and exactly those labels.
@@ -70,6 +83,24 @@ impl Parsed {
 
 /// Parses several texts with one interpreter run.
 pub fn parse_many(texts: &[String]) -> Vec<Parsed> {
+    let items: Vec<serde_json::Value> = texts.iter().map(|t| t.as_str().into()).collect();
+    run_parser(&items)
+}
+
+/// Parses OpenMetrics text with prometheus_client's OpenMetrics parser and
+/// asserts it parsed.
+pub fn parse_openmetrics(text: &str) -> Parsed {
+    let item = serde_json::json!({"format": "openmetrics", "text": text});
+    let parsed = run_parser(&[item]).pop().unwrap();
+    assert!(
+        parsed.ok,
+        "OpenMetrics parse failed: {:?}\n{text}",
+        parsed.error
+    );
+    parsed
+}
+
+fn run_parser(items: &[serde_json::Value]) -> Vec<Parsed> {
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/parse_exposition.py");
     let mut child = Command::new(python())
@@ -79,7 +110,7 @@ pub fn parse_many(texts: &[String]) -> Vec<Parsed> {
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 runs (scripts/test.sh sets DYN_TEST_PYTHON)");
-    let input = serde_json::to_vec(texts).unwrap();
+    let input = serde_json::to_vec(items).unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || stdin.write_all(&input));
     let out = child.wait_with_output().unwrap();
@@ -121,8 +152,21 @@ pub fn runtime() -> DistributedRuntime {
 
 /// GET a path of the runtime's system server: (status, content type, body).
 pub fn get(drt: &DistributedRuntime, path: &str) -> (u16, String, String) {
+    get_accepting(drt, path, "")
+}
+
+/// What Prometheus 2.42 sends as `Accept` on a scrape.
+pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// GET a path with an `Accept` header (none when empty): (status, content
+/// type, body).
+pub fn get_accepting(drt: &DistributedRuntime, path: &str, accept: &str) -> (u16, String, String) {
     let addr = drt.system_server_addr().expect("server running");
-    let resp = reqwest::blocking::get(format!("http://{addr}{path}")).unwrap();
+    let mut req = reqwest::blocking::Client::new().get(format!("http://{addr}{path}"));
+    if !accept.is_empty() {
+        req = req.header("accept", accept);
+    }
+    let resp = req.send().unwrap();
     let status = resp.status().as_u16();
     let ctype = resp
         .headers()

@@ -1,29 +1,53 @@
-"""Parses Prometheus text with prometheus_client's reference parser.
+"""Parses exposition text with prometheus_client's reference parsers.
 
-Reads a JSON list of exposition texts on stdin and writes, for each, either
-{"ok": true, "families": {name: type}, "samples": [[name, labels, value], ...]}
+Reads a JSON list on stdin: each item is either a string (text format 0.0.4)
+or {"format": "openmetrics", "text": "..."} (OpenMetrics 1.0, parsed by
+prometheus_client's strict OpenMetrics parser). Writes, for each, either
+{"ok": true, "families": {name: type}, "samples": [[name, labels, value], ...],
+ "exemplars": [[name, labels, exemplar_labels, exemplar_value, timestamp], ...]}
 or {"ok": false, "error": "..."}. Used by the Rust integration tests.
 """
 import json
 import math
 import sys
 
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 
-def parse(text):
+def number(value):
+    if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
+        return str(value)
+    return value
+
+
+def parse(item):
+    if isinstance(item, dict):
+        text, parser = item["text"], openmetrics_families
+    else:
+        text, parser = item, text_string_to_metric_families
     try:
         families = {}
         samples = []
-        for family in text_string_to_metric_families(text):
+        exemplars = []
+        for family in parser(text):
             families[family.name] = family.type
             for s in family.samples:
-                value = s.value
-                if math.isinf(value) or math.isnan(value):
-                    value = str(value)
-                samples.append([s.name, s.labels, value])
-        return {"ok": True, "families": families, "samples": samples}
-    except Exception as e:  # the parser raises ValueError and others
+                samples.append([s.name, s.labels, number(s.value)])
+                if s.exemplar is not None:
+                    e = s.exemplar
+                    exemplars.append(
+                        [s.name, s.labels, e.labels, number(e.value), e.timestamp]
+                    )
+        return {
+            "ok": True,
+            "families": families,
+            "samples": samples,
+            "exemplars": exemplars,
+        }
+    except Exception as e:  # the parsers raise ValueError and others
         return {"ok": False, "error": f"{type(e).__name__}: {e}"}
 
 

@@ -1,9 +1,11 @@
 //! Encoding a scrape: the walk over the registered families (the only code
 //! that reads the store for a scrape), merged in name order with the families
 //! text callbacks handed in, written through an [`Encoder`], one per
-//! exposition format. Text format 0.0.4 ([`text::TextEncoder`]) is the first;
-//! another format is another [`Encoder`], not another walk.
+//! exposition format: text format 0.0.4 ([`text::TextEncoder`]) and
+//! OpenMetrics 1.0 ([`openmetrics::OpenMetricsEncoder`]). Another format is
+//! another [`Encoder`], not another walk.
 
+pub(crate) mod openmetrics;
 pub(crate) mod text;
 
 use super::expfmt::{ExternalFamilies, ParsedFamily, ParsedSample};
