@@ -8,8 +8,9 @@
 //! engines and mocks resolve too.
 
 use dynamo_runtime::prometheus::local::LocalHistogram;
-use dynamo_runtime::prometheus::{Histogram, IntGauge};
+use dynamo_runtime::prometheus::IntGauge;
 use dynamo_runtime::prometheus_names::{frontend as names, FRONTEND_PREFIX};
+use dynamo_runtime::Histogram;
 use dynamo_runtime::{HistogramVec, IntCounterVec, IntGaugeVec, MetricsError, MetricsScope};
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};

@@ -4,10 +4,11 @@
 //! use the `dynamo_preprocessor_` prefix.
 
 use crate::protocols::ChatMessage;
-use dynamo_runtime::prometheus::{Histogram, IntCounter};
+use dynamo_runtime::prometheus::IntCounter;
 use dynamo_runtime::prometheus_names::{
     frontend as fe, preprocessor as names, PREPROCESSOR_PREFIX,
 };
+use dynamo_runtime::Histogram;
 use dynamo_runtime::{IntCounterVec, MetricsError, MetricsScope};
 use std::time::Instant;
 use tiktoken_rs::CoreBPE;

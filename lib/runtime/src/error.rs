@@ -51,6 +51,12 @@ pub enum MetricsError {
         /// Why they were rejected.
         reason: String,
     },
+    /// Exemplar labels that are not valid or too long.
+    #[error("invalid exemplar: {reason}")]
+    InvalidExemplar {
+        /// What is wrong, naming the label or the length.
+        reason: String,
+    },
     /// Label values that do not fit a vec's variable labels.
     #[error("metric {metric:?}: {reason}")]
     LabelValues {

@@ -77,11 +77,7 @@ plain_metric!(
 );
 plain_metric!("Gauge", Gauge, dynamo_runtime::prometheus::Gauge);
 plain_metric!("IntGauge", IntGauge, dynamo_runtime::prometheus::IntGauge);
-plain_metric!(
-    "Histogram",
-    Histogram,
-    dynamo_runtime::prometheus::Histogram
-);
+plain_metric!("Histogram", Histogram, dynamo_runtime::Histogram);
 
 fn non_negative_f64(metric: &str, v: f64) -> PyResult<f64> {
     if v >= 0.0 && v.is_finite() {
@@ -332,11 +328,7 @@ vec_metric!(
     IntGaugeVec,
     dynamo_runtime::prometheus::IntGauge
 );
-vec_metric!(
-    "HistogramVec",
-    HistogramVec,
-    dynamo_runtime::prometheus::Histogram
-);
+vec_metric!("HistogramVec", HistogramVec, dynamo_runtime::Histogram);
 
 #[pymethods]
 impl CounterVec {

@@ -1,11 +1,12 @@
 //! The ten metric kinds the hierarchy can create, and how each is built from a
 //! [`MetricSpec`] and kept in the registry as a [`Handle`].
 
+use super::histogram::Histogram;
 use super::sample::SeriesValue;
 use super::spec::{MetricSpec, PromType};
 use super::vec::Sealed as _;
 use super::vec::{CounterVec, GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, MetricVec};
-use prometheus::{Counter, Gauge, Histogram, IntCounter, IntGauge};
+use prometheus::{Counter, Gauge, IntCounter, IntGauge};
 
 /// A registered metric, as the registry keeps it for rendering.
 #[derive(Clone)]

@@ -2,6 +2,7 @@
 //! without committing to any exposition format. (Its labels come as the
 //! canonical text `a="x",b="y"`: sorted by name, escaped once at creation.)
 
+use super::histogram::ExemplarSlots;
 use prometheus::proto;
 
 /// The value of one series. (`pub` in a private module: the sealed trait
@@ -12,6 +13,12 @@ pub enum SeriesValue<'a> {
     Float(f64),
     /// An integer counter or gauge.
     Int(i128),
-    /// A histogram: cumulative buckets (without `+Inf`), count and sum.
-    Histogram(&'a proto::Histogram),
+    /// A histogram: cumulative buckets (without `+Inf`), count and sum, and
+    /// its exemplars.
+    Histogram {
+        /// The buckets, count and sum.
+        snapshot: &'a proto::Histogram,
+        /// The exemplar slots, one per bucket and `+Inf` last.
+        exemplars: Option<&'a ExemplarSlots>,
+    },
 }

@@ -9,6 +9,7 @@
 //! reads the children directly instead of building a snapshot of every
 //! child; and a wrong number of label values never panics.
 
+use super::histogram::Histogram;
 use super::prometheus_names::series_limit;
 use super::sample::SeriesValue;
 use super::spec::{MetricSpec, OnRefused};
@@ -16,7 +17,7 @@ use super::text;
 use crate::MetricsError;
 use parking_lot::{Mutex, RwLock};
 use prometheus::core::Metric as _;
-use prometheus::{Counter, Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, Opts};
+use prometheus::{Counter, Gauge, HistogramOpts, IntCounter, IntGauge, Opts};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -31,7 +32,7 @@ pub type IntCounterVec = MetricVec<IntCounter>;
 pub type GaugeVec = MetricVec<Gauge>;
 /// An integer gauge with variable labels; children are [`prometheus::IntGauge`].
 pub type IntGaugeVec = MetricVec<IntGauge>;
-/// A histogram with variable labels; children are [`prometheus::Histogram`].
+/// A histogram with variable labels; children are [`Histogram`](super::Histogram).
 pub type HistogramVec = MetricVec<Histogram>;
 
 mod sealed {
@@ -111,8 +112,11 @@ impl Sealed for Histogram {
         Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
     }
     fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R {
-        let snapshot = self.metric();
-        f(SeriesValue::Histogram(snapshot.get_histogram()))
+        let snapshot = self.inner().metric();
+        f(SeriesValue::Histogram {
+            snapshot: snapshot.get_histogram(),
+            exemplars: Some(self.exemplar_slots()),
+        })
     }
     fn number(&self) -> Option<SeriesValue<'static>> {
         None

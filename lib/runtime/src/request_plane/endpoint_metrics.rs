@@ -2,9 +2,10 @@
 //! the guard that records one request exactly once however it ends.
 
 use crate::metrics::prometheus_names::{labels, work_handler as names};
+use crate::metrics::Histogram;
 use crate::metrics::{IntCounterVec, MetricsScope};
 use crate::MetricsError;
-use prometheus::{Histogram, IntCounter, IntGauge};
+use prometheus::{IntCounter, IntGauge};
 use std::sync::Arc;
 use std::time::Instant;
 

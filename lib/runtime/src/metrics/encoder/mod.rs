@@ -207,8 +207,8 @@ fn collect_keys(keys: &mut HashSet<String>, name: &str, labels: &str, value: Ser
     };
     match value {
         SeriesValue::Float(_) | SeriesValue::Int(_) => key("", None),
-        SeriesValue::Histogram(h) => {
-            for bucket in h.get_bucket() {
+        SeriesValue::Histogram { snapshot, .. } => {
+            for bucket in snapshot.get_bucket() {
                 key("_bucket", Some(bucket.upper_bound()));
             }
             key("_bucket", Some(f64::INFINITY));
@@ -226,7 +226,8 @@ mod tests {
     use crate::metrics::spec::MetricSpec;
     use crate::metrics::store::Origin;
     use crate::metrics::vec::IntCounterVec;
-    use prometheus::{Counter, Histogram};
+    use crate::metrics::Histogram;
+    use prometheus::Counter;
 
     fn spec(name: &str, labels: &[(&str, &str)], var: &[&str], buckets: &[f64]) -> MetricSpec {
         MetricSpec {

@@ -8,9 +8,10 @@
 //!   would give the series another name than the text format gives them);
 //! - `untyped` is `unknown`; `"` is escaped in help texts;
 //! - timestamps are seconds, not milliseconds;
-//! - the exposition ends with `# EOF`.
+//! - the exposition ends with `# EOF`;
+//! - a histogram bucket carries its exemplar, if it has one.
 
-use super::text::write_series;
+use super::text::{write_histogram, write_series};
 use super::Encoder;
 use crate::metrics::expfmt::ParsedSample;
 use crate::metrics::sample::SeriesValue;
@@ -77,7 +78,24 @@ impl Encoder for OpenMetricsEncoder {
 
     #[inline]
     fn series(&mut self, name: &str, labels: &str, value: SeriesValue<'_>) {
-        write_series(&mut self.out, name, labels, value);
+        match value {
+            SeriesValue::Histogram {
+                snapshot,
+                exemplars: Some(exemplars),
+            } if exemplars.any() => {
+                write_histogram(&mut self.out, name, labels, snapshot, |out, bucket| {
+                    if let Some(e) = exemplars.get(bucket) {
+                        out.push_str(" # {");
+                        out.push_str(e.exemplar.label_text());
+                        out.push_str("} ");
+                        write_f64(out, e.value);
+                        out.push(' ');
+                        write_f64(out, e.timestamp);
+                    }
+                });
+            }
+            _ => write_series(&mut self.out, name, labels, value),
+        }
     }
 
     fn external_sample(&mut self, sample: &ParsedSample) {

@@ -83,7 +83,9 @@ pub(crate) fn write_series(out: &mut String, name: &str, labels: &str, value: Se
             write_int(out, v);
             out.push('\n');
         }
-        SeriesValue::Histogram(h) => write_histogram(out, name, labels, h),
+        SeriesValue::Histogram { snapshot, .. } => {
+            write_histogram(out, name, labels, snapshot, |_, _| {})
+        }
     }
 }
 
@@ -93,15 +95,26 @@ fn write_key(out: &mut String, name: &str, suffix: &str, labels: &str, le: Optio
     out.push(' ');
 }
 
+/// Writes a histogram's lines; `after_bucket(out, i)` may add to the line of
+/// bucket `i` (`+Inf` last) before its newline.
 #[inline]
-fn write_histogram(out: &mut String, name: &str, labels: &str, h: &proto::Histogram) {
-    for bucket in h.get_bucket() {
+pub(crate) fn write_histogram(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    h: &proto::Histogram,
+    mut after_bucket: impl FnMut(&mut String, usize),
+) {
+    let buckets = h.get_bucket();
+    for (i, bucket) in buckets.iter().enumerate() {
         write_key(out, name, "_bucket", labels, Some(bucket.upper_bound()));
         write_int(out, bucket.cumulative_count());
+        after_bucket(out, i);
         out.push('\n');
     }
     write_key(out, name, "_bucket", labels, Some(f64::INFINITY));
     write_int(out, h.get_sample_count());
+    after_bucket(out, buckets.len());
     out.push('\n');
     write_key(out, name, "_sum", labels, None);
     write_f64(out, h.get_sample_sum());
