@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use dynamo_runtime::http_server::{self, HttpLimits};
 use dynamo_runtime::metrics_http;
 use dynamo_runtime::request_plane::{CallError, Client, TransportError};
-use dynamo_runtime::{DistributedRuntime, RecordLease, ScrapeTarget};
+use dynamo_runtime::{DistributedRuntime, RecordLease, RequestMeta, ScrapeTarget, TraceParent};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -228,6 +228,17 @@ struct Job {
     stream: bool,
     include_usage: bool,
     start: Instant,
+    /// The W3C trace context the request came with (a valid `traceparent`
+    /// header), passed on to the worker and recorded in exemplars.
+    traceparent: Option<TraceParent>,
+}
+
+/// The request's W3C trace context: its `traceparent` header, when valid.
+fn traceparent(headers: &axum::http::HeaderMap) -> Option<TraceParent> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse)
 }
 
 fn request_type(stream: bool) -> &'static str {
@@ -463,6 +474,7 @@ async fn chat_completions(
         model: req.model,
         endpoint: CHAT,
         start,
+        traceparent: traceparent(&headers),
     };
     generate(fe, job).await
 }
@@ -490,6 +502,7 @@ async fn completions(
         model: req.model,
         endpoint: COMPLETIONS,
         start,
+        traceparent: traceparent(&headers),
     };
     generate(fe, job).await
 }
@@ -556,19 +569,33 @@ async fn generate(fe: Arc<Frontend>, mut job: Job) -> Response {
         }
     };
     let prompt_tokens = token_ids.len();
+    let id = format!(
+        "{}-{:016x}",
+        if job.endpoint == CHAT {
+            "chatcmpl"
+        } else {
+            "cmpl"
+        },
+        fastrand::u64(..)
+    );
+    let request_meta = RequestMeta::new(&id, job.traceparent.take());
     let mut timer = fe.metrics.start(&job.model, job.endpoint, rtype, job.start);
+    timer.set_exemplar(&request_meta);
     timer.input_tokens(prompt_tokens);
     let engine = match fe.client(&job.model, &entry).await {
         Ok(c) => {
-            c.round_robin(EngineRequest {
-                token_ids,
-                max_tokens,
-                stop_conditions: StopConditions {
+            c.round_robin_with(
+                EngineRequest {
+                    token_ids,
                     max_tokens,
-                    stop: std::mem::take(&mut job.stop),
+                    stop_conditions: StopConditions {
+                        max_tokens,
+                        stop: std::mem::take(&mut job.stop),
+                    },
+                    sampling_options: job.sampling.clone(),
                 },
-                sampling_options: job.sampling.clone(),
-            })
+                &request_meta,
+            )
             .await
         }
         Err(e) => Err(e),
@@ -596,15 +623,7 @@ async fn generate(fe: Arc<Frontend>, mut job: Job) -> Response {
         Err(e) => return engine_failed(&mut timer, &e),
     };
     let meta = ResponseMeta {
-        id: format!(
-            "{}-{:016x}",
-            if job.endpoint == CHAT {
-                "chatcmpl"
-            } else {
-                "cmpl"
-            },
-            fastrand::u64(..)
-        ),
+        id,
         created: now_secs(),
         model: job.model.clone(),
         chat: job.endpoint == CHAT,

@@ -10,7 +10,7 @@
 use dynamo_runtime::prometheus::local::LocalHistogram;
 use dynamo_runtime::prometheus::IntGauge;
 use dynamo_runtime::prometheus_names::{frontend as names, FRONTEND_PREFIX};
-use dynamo_runtime::Histogram;
+use dynamo_runtime::{Exemplar, Histogram, RequestMeta};
 use dynamo_runtime::{HistogramVec, IntCounterVec, IntGaugeVec, MetricsError, MetricsScope};
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -237,8 +237,10 @@ impl FrontendMetrics {
             clock: self.clock.clone(),
             start,
             last_token: None,
+            last_itl: 0.0,
             output_tokens: 0,
             error: Some(error_type::CLIENT_DISCONNECTED),
+            exemplar: None,
         }
     }
 }
@@ -261,8 +263,13 @@ pub struct RequestTimer {
     start: Instant,
     /// Raw clock reading at the last token sent.
     last_token: Option<u64>,
+    /// The last inter-token latency observed (seconds): the ITL exemplar's value.
+    last_itl: f64,
     output_tokens: u64,
     error: Option<&'static str>,
+    /// The request's id and trace id, as the exemplar of its TTFT, ITL and
+    /// duration observations.
+    exemplar: Option<Exemplar>,
 }
 
 impl std::fmt::Debug for RequestTimer {
@@ -275,6 +282,15 @@ impl std::fmt::Debug for RequestTimer {
 }
 
 impl RequestTimer {
+    /// Records this request's id and trace id (see
+    /// [`RequestMeta::exemplar`]) as the exemplar of its time to first token,
+    /// its last inter-token latency and its duration.
+    pub fn set_exemplar(&mut self, meta: &RequestMeta) {
+        if self.handles.is_some() {
+            self.exemplar = meta.exemplar();
+        }
+    }
+
     /// The prompt's length.
     pub fn input_tokens(&self, n: usize) {
         if let Some(h) = &self.handles {
@@ -295,12 +311,19 @@ impl RequestTimer {
         self.output_tokens += n as u64;
         if let Some(h) = &self.handles {
             match self.last_token {
-                None => h.model.ttft.observe(self.start.elapsed().as_secs_f64()),
+                None => {
+                    let ttft = self.start.elapsed().as_secs_f64();
+                    match &self.exemplar {
+                        Some(e) => h.model.ttft.observe_with_exemplar(ttft, e),
+                        None => h.model.ttft.observe(ttft),
+                    }
+                }
                 Some(prev) => {
                     let each = self.clock.delta_as_nanos(prev, now) as f64 * 1e-9 / n as f64;
                     for _ in 0..n {
                         h.itl.observe(each);
                     }
+                    self.last_itl = each;
                     if h.itl.get_sample_count() >= ITL_FLUSH_EVERY {
                         h.itl.flush();
                     }
@@ -332,7 +355,18 @@ impl Drop for RequestTimer {
         let m = &h.model;
         h.itl.flush();
         m.inflight.dec();
-        m.duration.observe(self.start.elapsed().as_secs_f64());
+        let duration = self.start.elapsed().as_secs_f64();
+        match &self.exemplar {
+            Some(e) => {
+                m.duration.observe_with_exemplar(duration, e);
+                // One exemplar per request for its inter-token latencies
+                // (counted through the local histogram): the last one.
+                if self.output_tokens > 1 {
+                    m.itl.record_exemplar(self.last_itl, e);
+                }
+            }
+            None => m.duration.observe(duration),
+        }
         m.osl.observe(self.output_tokens as f64);
         let status = if self.error.is_some() {
             status::ERROR

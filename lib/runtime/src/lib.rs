@@ -32,6 +32,7 @@ pub mod request_plane;
 mod runtime;
 mod scrape_targets;
 mod system_server;
+mod trace;
 
 pub use config::{
     parse_etcd_endpoints, RequestPlaneConfig, RuntimeConfig, SystemServerConfig,
@@ -54,6 +55,7 @@ pub use metrics::{
 pub use runtime::DistributedRuntime;
 pub use scrape_targets::{ScrapeTarget, SCRAPE_TARGETS_BUCKET};
 pub use system_server::METRICS_CONTENT_TYPE;
+pub use trace::{RequestMeta, TraceParent, MAX_REQUEST_ID_BYTES};
 
 // The guides' code blocks are doctests, so the guides stay runnable.
 #[cfg(doctest)]

@@ -490,3 +490,97 @@ async fn health_checks_follow_a_canary_through_the_handler() {
     );
     served.stop().await;
 }
+
+/// A caller's request id and `traceparent` reach the handler's context, in
+/// one process and over a real nats-server, and the endpoint's duration
+/// histogram carries them as its exemplar (OpenMetrics, read back by
+/// prometheus_client's OpenMetrics parser). Without them, the handler sees
+/// the request plane's own id and no trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_and_trace_context_reach_the_handler_and_the_exemplar() {
+    use dynamo_runtime::request_plane::{RequestMeta, TraceParent};
+    use dynamo_runtime::{ExpositionFormat, RequestPlaneConfig, RuntimeConfig};
+    let nats = dynamo_testing::NatsServer::start();
+    let planes = [
+        ("in-process", RequestPlaneConfig::InProcess),
+        (
+            "nats",
+            RequestPlaneConfig::Nats {
+                url: nats.url.clone(),
+                etcd_endpoints: None,
+            },
+        ),
+    ];
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for (plane, config) in planes {
+        let drt = DistributedRuntime::from_config(RuntimeConfig {
+            request_plane: config,
+            ..Default::default()
+        })
+        .unwrap();
+        let ep = endpoint(&drt);
+        let served = ep
+            .serve(|_: Req, ctx: Context| async move {
+                Ok(single(format!(
+                    "{}|{}",
+                    ctx.id(),
+                    ctx.trace_id().unwrap_or("-")
+                )))
+            })
+            .await
+            .unwrap();
+        let client = ep.client::<Req, String>().await.unwrap();
+        let meta = RequestMeta::new("chatcmpl-42", TraceParent::parse(trace));
+        let seen = client
+            .round_robin_with(req(1, "ok"), &meta)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap();
+        assert_eq!(
+            seen,
+            ["chatcmpl-42|4bf92f3577b34da6a3ce929d0e0e4736"],
+            "{plane}"
+        );
+        // An id longer than the bound is cut; a plain call gets the plane's id.
+        let long = RequestMeta::new(&"x".repeat(500), None);
+        let seen = client
+            .round_robin_with(req(1, "ok"), &long)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap();
+        assert_eq!(seen, [format!("{}|-", "x".repeat(64))], "{plane}");
+        let plain = client
+            .round_robin(req(1, "ok"))
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap();
+        let (id, rest) = plain[0].split_once('|').unwrap();
+        assert!(!id.is_empty() && rest == "-", "{plane}: {plain:?}");
+
+        let om = drt.metrics().render(ExpositionFormat::OpenMetrics).unwrap();
+        let parsed = support::parse_openmetrics(&om);
+        let bucket = format!("{}_bucket", wh::REQUEST_DURATION_SECONDS);
+        let exemplars: Vec<_> = parsed
+            .exemplars
+            .iter()
+            .filter(|(name, ..)| *name == bucket)
+            .map(|(_, _, labels, _, ts)| (labels.clone(), ts.is_some()))
+            .collect();
+        // Three requests, all fast: one bucket, whose exemplar is the last.
+        assert_eq!(exemplars.len(), 1, "{plane}: {om}");
+        assert_eq!(
+            exemplars[0].0.get("request_id").map(String::len),
+            Some(id.len())
+        );
+        assert!(exemplars[0].1, "{plane}: an exemplar has its timestamp");
+        let text = drt.metrics().render(ExpositionFormat::Text).unwrap();
+        assert!(!text.contains(" # {"), "text 0.0.4 has no exemplars");
+        served.stop().await;
+    }
+}

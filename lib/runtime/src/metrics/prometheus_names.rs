@@ -204,6 +204,15 @@ pub mod kvstats {
     pub const NUM_REQUESTS_WAITING: &str = "dynamo_component_num_requests_waiting";
 }
 
+/// The labels of the exemplars the runtime and the frontend record
+/// (OpenMetrics only).
+pub mod exemplar {
+    /// The request's id (the frontend's response id, e.g. `chatcmpl-...`).
+    pub const REQUEST_ID: &str = "request_id";
+    /// The W3C trace id, when the request came with a `traceparent` header.
+    pub const TRACE_ID: &str = "trace_id";
+}
+
 /// Metrics of the runtime itself (no hierarchy labels).
 pub mod runtime {
     /// Seconds since the `DistributedRuntime` was created (gauge).

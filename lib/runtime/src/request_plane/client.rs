@@ -2,7 +2,7 @@
 //! that cancels the request when dropped.
 
 use super::driver::Frame;
-use super::{CallError, EndpointPath, InstanceId, Plane, TransportError};
+use super::{CallError, EndpointPath, InstanceId, Plane, RequestMeta, TransportError};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
@@ -154,13 +154,26 @@ where
 
     /// Sends the request to the next instance in turn.
     pub async fn round_robin(&self, request: Req) -> Result<ResponseReceiver<Resp>, CallError> {
+        self.round_robin_with(request, &RequestMeta::default())
+            .await
+    }
+
+    /// Sends the request to the next instance in turn, with its id and trace
+    /// context: the handler's [`Context`](super::Context) has them, and the
+    /// endpoint's request-duration histogram takes them as its exemplar.
+    pub async fn round_robin_with(
+        &self,
+        request: Req,
+        meta: &RequestMeta,
+    ) -> Result<ResponseReceiver<Resp>, CallError> {
         let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        self.routed(request, start).await
+        self.routed(request, start, meta).await
     }
 
     /// Sends the request to a random instance.
     pub async fn random(&self, request: Req) -> Result<ResponseReceiver<Resp>, CallError> {
-        self.routed(request, fastrand::usize(..)).await
+        self.routed(request, fastrand::usize(..), &RequestMeta::default())
+            .await
     }
 
     /// Sends the request with the default routing (round-robin).
@@ -175,13 +188,14 @@ where
         instance: InstanceId,
     ) -> Result<ResponseReceiver<Resp>, CallError> {
         let payload = self.encode(&request)?;
-        self.start(instance, payload).await
+        self.start(instance, payload, &RequestMeta::default()).await
     }
 
     async fn routed(
         &self,
         request: Req,
         start: usize,
+        meta: &RequestMeta,
     ) -> Result<ResponseReceiver<Resp>, CallError> {
         let payload = self.encode(&request)?;
         let mut ids = self.instance_ids();
@@ -203,7 +217,7 @@ where
         let mut last_error = None;
         for k in 0..ids.len() {
             let id = ids[(start + k) % ids.len()];
-            match self.start(id, payload.clone()).await {
+            match self.start(id, payload.clone(), meta).await {
                 Err(e @ CallError::InstanceNotFound { .. }) => {
                     tracing::debug!(endpoint = %self.inner.path, instance = id, "instance gone; trying the next one");
                     last_error = Some(e);
@@ -244,10 +258,12 @@ where
         &self,
         instance: InstanceId,
         payload: bytes::Bytes,
+        meta: &RequestMeta,
     ) -> Result<ResponseReceiver<Resp>, CallError> {
         let started = match &self.inner.plane {
             Plane::Local(local) => {
-                let (mut rx, token) = local.call(&self.inner.path, instance, payload)?;
+                let (mut rx, token) =
+                    local.call(&self.inner.path, instance, payload, meta.clone())?;
                 Started {
                     frames: futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
                         .map(Ok)
@@ -257,7 +273,7 @@ where
             }
             Plane::Nats(nats) => {
                 let path = &self.inner.path;
-                let started = nats.transport.call(path, instance, payload).await;
+                let started = nats.transport.call(path, instance, payload, meta).await;
                 if let Err(CallError::InstanceNotFound { .. }) = &started {
                     nats.instances.forget(instance);
                 }

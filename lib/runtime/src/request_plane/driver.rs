@@ -70,7 +70,7 @@ pub(crate) async fn drive(
     metrics: Option<&Arc<EndpointMetrics>>,
     sink: &mut impl FrameSink,
 ) {
-    let mut guard = metrics.map(|m| m.start(payload.len()));
+    let mut guard = metrics.map(|m| m.start(payload.len(), ctx.shared_meta()));
     let outcome = run(handler, payload, &ctx, &mut guard, sink).await;
     if let Some(g) = guard.as_mut() {
         g.finish(outcome);

@@ -4,7 +4,7 @@
 use crate::metrics::prometheus_names::{labels, work_handler as names};
 use crate::metrics::Histogram;
 use crate::metrics::{IntCounterVec, MetricsScope};
-use crate::MetricsError;
+use crate::{MetricsError, RequestMeta};
 use prometheus::{IntCounter, IntGauge};
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,7 +73,11 @@ impl EndpointMetrics {
     }
 
     /// Counts a request that arrived with `request_bytes` of payload.
-    pub(crate) fn start(self: &Arc<Self>, request_bytes: usize) -> RequestGuard {
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        request_bytes: usize,
+        meta: Arc<RequestMeta>,
+    ) -> RequestGuard {
         self.requests.inc();
         self.request_bytes.inc_by(request_bytes as u64);
         self.concurrent.inc();
@@ -81,6 +85,7 @@ impl EndpointMetrics {
             metrics: self.clone(),
             start: Instant::now(),
             outcome: None,
+            meta,
         }
     }
 }
@@ -92,6 +97,8 @@ pub(crate) struct RequestGuard {
     metrics: Arc<EndpointMetrics>,
     start: Instant,
     outcome: Option<Outcome>,
+    /// The request's id and trace context: the duration's exemplar.
+    meta: Arc<RequestMeta>,
 }
 
 impl RequestGuard {
@@ -110,7 +117,11 @@ impl Drop for RequestGuard {
     fn drop(&mut self) {
         let m = &self.metrics;
         m.concurrent.dec();
-        m.duration.observe(self.start.elapsed().as_secs_f64());
+        let seconds = self.start.elapsed().as_secs_f64();
+        match self.meta.exemplar() {
+            Some(exemplar) => m.duration.observe_with_exemplar(seconds, &exemplar),
+            None => m.duration.observe(seconds),
+        }
         let outcome = self
             .outcome
             .unwrap_or(Outcome::Failed(names::error_type::CANCELLED));

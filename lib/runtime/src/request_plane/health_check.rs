@@ -76,6 +76,7 @@ pub(crate) async fn run(
         }
         let ctx = Context::new(
             format!("health-check-{:016x}", fastrand::u64(..)),
+            super::RequestMeta::default(),
             stop.child_token(),
         );
         let outcome =

@@ -4,7 +4,7 @@
 use super::driver::{drive, Frame, FrameSink, SinkError};
 use super::endpoint_metrics::EndpointMetrics;
 use super::handler::RawHandler;
-use super::{CallError, Context, EndpointPath, InstanceId};
+use super::{CallError, Context, EndpointPath, InstanceId, RequestMeta};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,6 +95,7 @@ impl LocalPlane {
         path: &EndpointPath,
         id: InstanceId,
         payload: bytes::Bytes,
+        meta: RequestMeta,
     ) -> Result<(mpsc::Receiver<Frame>, CancellationToken), CallError> {
         let instance = self
             .endpoints
@@ -107,7 +108,7 @@ impl LocalPlane {
             })?;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let cancel = CancellationToken::new();
-        let ctx = Context::new(format!("{:016x}", fastrand::u64(..)), cancel.clone());
+        let ctx = Context::new(format!("{:016x}", fastrand::u64(..)), meta, cancel.clone());
         tokio::spawn(async move {
             let mut sink = ChannelSink(tx);
             drive(

@@ -38,6 +38,7 @@ pub use serve::{ServeOptions, ServedEndpoint};
 pub(crate) use local::LocalPlane;
 pub(crate) use nats::NatsPlane;
 
+pub use crate::trace::{RequestMeta, TraceParent};
 use futures::Stream;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -70,18 +71,43 @@ pub type InstanceId = u64;
 /// Per-request context given to a handler.
 #[derive(Clone, Debug)]
 pub struct Context {
-    id: String,
+    meta: Arc<RequestMeta>,
     cancel: CancellationToken,
 }
 
 impl Context {
-    pub(crate) fn new(id: String, cancel: CancellationToken) -> Self {
-        Self { id, cancel }
+    /// The context of a request the caller sent with `meta`; `plane_id` is
+    /// its id when the caller gave none.
+    pub(crate) fn new(plane_id: String, meta: RequestMeta, cancel: CancellationToken) -> Self {
+        let meta = if meta.request_id().is_some() {
+            meta
+        } else {
+            RequestMeta::new(&plane_id, meta.traceparent().cloned())
+        };
+        Self {
+            meta: Arc::new(meta),
+            cancel,
+        }
     }
 
-    /// The request's id.
+    /// The request's id: the caller's (the frontend's response id), or one
+    /// the request plane gave it.
     pub fn id(&self) -> &str {
-        &self.id
+        self.meta.request_id().unwrap_or_default()
+    }
+
+    /// The W3C trace id, when the caller sent a trace context.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.meta.trace_id()
+    }
+
+    /// The request's id and trace context.
+    pub fn meta(&self) -> &RequestMeta {
+        &self.meta
+    }
+
+    pub(crate) fn shared_meta(&self) -> Arc<RequestMeta> {
+        self.meta.clone()
     }
 
     /// True once the caller has cancelled the request (dropped its stream).

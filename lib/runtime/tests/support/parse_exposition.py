@@ -38,9 +38,8 @@ def parse(item):
                 samples.append([s.name, s.labels, number(s.value)])
                 if s.exemplar is not None:
                     e = s.exemplar
-                    exemplars.append(
-                        [s.name, s.labels, e.labels, number(e.value), e.timestamp]
-                    )
+                    ts = None if e.timestamp is None else float(e.timestamp)
+                    exemplars.append([s.name, s.labels, e.labels, number(e.value), ts])
         return {
             "ok": True,
             "families": families,

@@ -16,7 +16,9 @@ use crate::request_plane::client::Started;
 use crate::request_plane::driver::{drive, Frame, FrameSink, SinkError};
 use crate::request_plane::endpoint_metrics::{EndpointMetrics, Outcome};
 use crate::request_plane::handler::{Failure, RawHandler};
-use crate::request_plane::{CallError, Context, EndpointPath, InstanceId, TransportError};
+use crate::request_plane::{
+    CallError, Context, EndpointPath, InstanceId, RequestMeta, TraceParent, TransportError,
+};
 use async_nats::Subject;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -112,6 +114,7 @@ impl NatsTransport {
         path: &EndpointPath,
         id: InstanceId,
         payload: Bytes,
+        meta: &RequestMeta,
     ) -> Result<Started, CallError> {
         let transport = |source| CallError::Transport {
             endpoint: path.to_string(),
@@ -139,15 +142,26 @@ impl NatsTransport {
         // 128 random bits): the instance takes its last token as the request id.
         let (inbox, route) = replies.route();
         let req_subject = format!("{base}.req");
-        self.client
-            .publish_with_reply(req_subject.clone(), inbox.clone(), payload)
-            .await
-            .map_err(|source| {
-                transport(TransportError::Publish {
-                    subject: req_subject.clone(),
-                    source,
-                })
-            })?;
+        let published = if meta.is_empty() {
+            self.client
+                .publish_with_reply(req_subject.clone(), inbox.clone(), payload)
+                .await
+        } else {
+            self.client
+                .publish_with_reply_and_headers(
+                    req_subject.clone(),
+                    inbox.clone(),
+                    meta_headers(meta),
+                    payload,
+                )
+                .await
+        };
+        published.map_err(|source| {
+            transport(TransportError::Publish {
+                subject: req_subject.clone(),
+                source,
+            })
+        })?;
         let mut frames = LiveFrames::new(route, self.liveness);
         match frames.accepted().await {
             Acceptance::Accepted => {}
@@ -347,7 +361,7 @@ async fn serve_requests(
             // Not a request of ours: count it, but there is nowhere to answer.
             tracing::warn!(subject = %msg.subject, "request without a reply inbox; dropped");
             if let Some(m) = &metrics {
-                m.start(msg.payload.len())
+                m.start(msg.payload.len(), Default::default())
                     .finish(Outcome::Failed(error_type::INVALID_REQUEST));
             }
             continue;
@@ -371,7 +385,8 @@ async fn serve_requests(
                 inbox,
                 pending: BytesMut::new(),
             };
-            let ctx = Context::new(request_id, token);
+            let meta = msg.headers.as_ref().map(meta_of).unwrap_or_default();
+            let ctx = Context::new(request_id, meta, token);
             // The heartbeats run in this task, beside the request, and stop
             // with it (no task of their own to start and stop per request).
             tokio::select! {
@@ -405,4 +420,34 @@ async fn serve_cancels(
             token.cancel();
         }
     }
+}
+
+/// The NATS header carrying the caller's request id.
+const REQUEST_ID_HEADER: &str = "Dynamo-Request-Id";
+/// The NATS header carrying the W3C trace context.
+const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// A request's id and trace context as NATS headers.
+fn meta_headers(meta: &RequestMeta) -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    if let Some(id) = meta.request_id() {
+        headers.insert(REQUEST_ID_HEADER, id);
+    }
+    if let Some(tp) = meta.traceparent() {
+        headers.insert(TRACEPARENT_HEADER, tp.as_str());
+    }
+    headers
+}
+
+/// A request's id and trace context from its NATS headers (untrusted: the
+/// id is cut to its bound, an invalid `traceparent` ignored).
+fn meta_of(headers: &async_nats::HeaderMap) -> RequestMeta {
+    let id = headers
+        .get(REQUEST_ID_HEADER)
+        .map(|v| v.as_str())
+        .unwrap_or_default();
+    let traceparent = headers
+        .get(TRACEPARENT_HEADER)
+        .and_then(|v| TraceParent::parse(v.as_str()));
+    RequestMeta::new(id, traceparent)
 }
