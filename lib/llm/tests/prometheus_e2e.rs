@@ -5,7 +5,10 @@
 //! then every query of the Dynamo dashboard, with its Grafana variables
 //! substituted, evaluated through Prometheus's HTTP API and required to return
 //! data. The DCGM dashboard's queries must be valid PromQL (they need a GPU to
-//! return data).
+//! return data). Prometheus runs with exemplar storage: requests sent with a
+//! W3C `traceparent` must be found by their trace id through
+//! `/api/v1/query_exemplars`, on the frontend's histograms and on the worker's
+//! endpoint histogram, under the same request id.
 
 mod support;
 
@@ -157,6 +160,90 @@ fn load(requests: usize, unary: bool) {
     );
 }
 
+/// Sends `n` streamed requests, each with its own `traceparent`; returns
+/// their trace ids and the response ids the frontend gave them.
+fn traced(http: &reqwest::blocking::Client, n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let trace_id = format!("{:016x}{:016x}", fastrand::u64(1..), i + 1);
+            let body = http
+                .post("http://127.0.0.1:8080/v1/chat/completions")
+                .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+                .json(
+                    &serde_json::json!({"model": "mock-model", "stream": true, "max_tokens": 4,
+                    "messages": [{"role": "user", "content": "hi"}]}),
+                )
+                .send()
+                .and_then(|r| r.text())
+                .unwrap();
+            let first = body.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            let chunk: Value = serde_json::from_str(first).unwrap();
+            (trace_id, chunk["id"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// Every traced request is an exemplar of the frontend's TTFT, ITL and
+/// duration histograms and of the worker's duration histogram, under its
+/// response id, as Prometheus stored them. Each bucket keeps its last
+/// exemplar, and the traced requests went last, so the last one's is there
+/// on each histogram; for the histograms observed once per request (TTFT,
+/// durations) every stored exemplar with one of our trace ids has the
+/// matching request id.
+fn exemplars_carry_the_trace(api: &Api, traces: &[(String, String)], prom: &PrometheusServer) {
+    let end = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 60
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for metric in [
+        "dynamo_frontend_time_to_first_token_seconds_bucket",
+        "dynamo_frontend_inter_token_latency_seconds_bucket",
+        "dynamo_frontend_request_duration_seconds_bucket",
+        "dynamo_component_request_duration_seconds_bucket",
+    ] {
+        loop {
+            let v = api.get(
+                "/api/v1/query_exemplars",
+                &[("query", metric), ("start", "0"), ("end", &end)],
+            );
+            assert_eq!(v["status"], "success", "{metric}: {v}");
+            let found: Vec<(String, String)> = v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
+                .filter_map(|e| {
+                    let l = &e["labels"];
+                    Some((
+                        l["trace_id"].as_str()?.to_owned(),
+                        l["request_id"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect();
+            let last = traces.last().unwrap();
+            if found.contains(last) {
+                for (trace, id) in &found {
+                    if let Some((_, want)) = traces.iter().find(|(t, _)| t == trace) {
+                        assert_eq!(id, want, "{metric}: trace {trace}");
+                    }
+                }
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{metric}: no exemplar with trace {last:?} in {v}\n{}",
+                prom.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
 /// A streamed request whose client goes away after the first chunk, and one
 /// for a model nobody serves: the error panels need errors.
 fn errors(http: &reqwest::blocking::Client) {
@@ -196,7 +283,10 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             "etcd starts on :2379 (scripts/test.sh installs the Debian package etcd-server)",
         )
     });
-    let prom = PrometheusServer::start(&support::repo().join("deploy/metrics/prometheus.yml"));
+    let prom = PrometheusServer::start_with(
+        &support::repo().join("deploy/metrics/prometheus.yml"),
+        &["--enable-feature=exemplar-storage"],
+    );
     let api = Api {
         url: prom.url.clone(),
         http: reqwest::blocking::Client::new(),
@@ -221,7 +311,9 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     load(60, false);
     load(20, true);
     errors(&http);
-    api.wait_for(ok, 110.0, &prom);
+    let traces = traced(&http, 3);
+    api.wait_for(ok, 113.0, &prom);
+    exemplars_carry_the_trace(&api, &traces, &prom);
 
     // The dashboard's variables, each from its own label_values query.
     let dyn_dash = dashboard("grafana-dynamo-dashboard.json");

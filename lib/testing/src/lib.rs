@@ -347,6 +347,12 @@ impl PrometheusServer {
     /// Starts `prometheus --config.file=<config>` and waits until it answers
     /// `/-/ready`. Panics saying what went wrong, with the server's log.
     pub fn start(config: &Path) -> Self {
+        Self::start_with(config, &[])
+    }
+
+    /// [`Self::start`] with extra command-line flags (e.g.
+    /// `--enable-feature=exemplar-storage`).
+    pub fn start_with(config: &Path, flags: &[&str]) -> Self {
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("dynamo-prometheus-{}-{port}", std::process::id()));
@@ -359,6 +365,7 @@ impl PrometheusServer {
                 dir.join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
