@@ -14,7 +14,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use dynamo_runtime::metrics_http::gzip;
-use dynamo_runtime::{DistributedRuntime, Endpoint, RuntimeConfig};
+use dynamo_runtime::{DistributedRuntime, Endpoint, Exemplar, ExpositionFormat, RuntimeConfig};
 use prometheus::Encoder;
 use prometheus_client::metrics::counter::Counter as PcCounter;
 use prometheus_client::metrics::family::Family as PcFamily;
@@ -102,9 +102,13 @@ fn setup_dynamo(mix: Mix) -> DistributedRuntime {
                         Some(BUCKETS.to_vec()),
                     )
                     .unwrap();
-                for k in 0..5 {
+                for k in 0..4 {
                     h.observe(value(f, i + k) / 100.0);
                 }
+                // One observation with an exemplar (OpenMetrics writes it).
+                let trace = format!("{:032x}", i * FAMILIES + f + 1);
+                let exemplar = Exemplar::new(&[("trace_id", &trace)]).unwrap();
+                h.observe_with_exemplar(value(f, i + 4) / 100.0, &exemplar);
             } else {
                 m.create_counter(&family_name(f), "Bench counter", &[])
                     .unwrap()
@@ -220,6 +224,11 @@ fn bench_scrape(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("dynamo", mix.name()), |b| {
             b.iter(|| black_box(drt.metrics().prometheus_metrics_fmt().unwrap()))
         });
+        // OpenMetrics, with the histograms' exemplars (prometheus-client's
+        // encoder below writes OpenMetrics too, without exemplars).
+        group.bench_function(BenchmarkId::new("dynamo_openmetrics", mix.name()), |b| {
+            b.iter(|| black_box(drt.metrics().render(ExpositionFormat::OpenMetrics).unwrap()))
+        });
         group.bench_function(
             BenchmarkId::new("prometheus_gather_textencoder", mix.name()),
             |b| {
@@ -300,6 +309,10 @@ fn bench_update(c: &mut Criterion) {
             .unwrap();
     group.bench_function("histogram_observe/dynamo", |b| {
         b.iter(|| black_box(&ours_h).observe(black_box(0.042)))
+    });
+    let exemplar = Exemplar::new(&[("request_id", "chatcmpl-0123456789abcdef")]).unwrap();
+    group.bench_function("histogram_observe_with_exemplar/dynamo", |b| {
+        b.iter(|| black_box(&ours_h).observe_with_exemplar(black_box(0.042), &exemplar))
     });
     group.bench_function("histogram_observe/prometheus", |b| {
         b.iter(|| black_box(&raw_h).observe(black_box(0.042)))

@@ -31,8 +31,8 @@ pub const EXEMPLAR_MAX_CHARS: usize = 128;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exemplar {
-    /// `a="x",b="y"`, escaped.
-    labels: Box<str>,
+    /// `a="x",b="y"`, escaped; shared, so recording one is no copy.
+    labels: Arc<str>,
 }
 
 impl Exemplar {
