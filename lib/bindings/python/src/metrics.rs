@@ -175,6 +175,20 @@ impl Histogram {
     fn observe(&self, value: f64) {
         self.inner.observe(value)
     }
+    /// Records one observation and keeps `exemplar` (label names to values,
+    /// e.g. `{"trace_id": "..."}`) as the exemplar of its bucket, written in
+    /// OpenMetrics scrapes. `ValueError` for an invalid label name or labels
+    /// over 128 characters together.
+    fn observe_with_exemplar(&self, value: f64, exemplar: HashMap<String, String>) -> PyResult<()> {
+        let mut labels: Vec<(&str, &str)> = exemplar
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        labels.sort_unstable();
+        let exemplar = dynamo_runtime::Exemplar::new(&labels).map_err(value_error)?;
+        self.inner.observe_with_exemplar(value, &exemplar);
+        Ok(())
+    }
     /// How many observations were recorded.
     fn get_sample_count(&self) -> u64 {
         self.inner.get_sample_count()

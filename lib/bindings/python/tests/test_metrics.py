@@ -7,6 +7,7 @@ import gzip
 import urllib.request
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import EP, scrape
@@ -242,7 +243,7 @@ def test_metrics_are_gzipped_when_the_scraper_accepts_it(drt: DistributedRuntime
     request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
     with urllib.request.urlopen(request, timeout=10) as r:
         assert r.headers["Content-Encoding"] == "gzip"
-        assert r.headers["Vary"] == "Accept-Encoding"
+        assert r.headers["Vary"] == "Accept, Accept-Encoding"
         raw = r.read()
     text = gzip.decompress(raw).decode()
     assert len(raw) < len(text)
@@ -254,3 +255,46 @@ def test_metrics_are_gzipped_when_the_scraper_accepts_it(drt: DistributedRuntime
 
     assert names(text) == names(plain)
     assert "dynamo_component_gz_total 1" in text
+
+
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+def test_openmetrics_with_exemplars_when_the_scraper_asks_for_it(drt: DistributedRuntime) -> None:
+    """Prometheus's Accept header gets OpenMetrics, exemplars included, read by
+    prometheus_client's strict OpenMetrics parser; curl's gets text 0.0.4."""
+    h = drt.metrics.create_histogram("py_wait_seconds", "Wait", buckets=[0.1, 1.0])
+    h.observe(0.05)
+    h.observe_with_exemplar(0.5, {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "request_id": "r-1"})
+    with pytest.raises(ValueError, match="invalid label name"):
+        h.observe_with_exemplar(0.5, {"bad name": "x"})
+    with pytest.raises(ValueError, match="more than the 128"):
+        h.observe_with_exemplar(0.5, {"id": "x" * 200})
+    assert h.get_sample_count() == 2
+    address = drt.system_server_address()
+    assert address is not None
+    url = f"http://127.0.0.1:{address.rsplit(':', 1)[1]}/metrics"
+    request = urllib.request.Request(url, headers={"Accept": PROMETHEUS_ACCEPT})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert r.headers["Content-Type"] == "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        text = r.read().decode()
+    assert text.endswith("# EOF\n")
+    exemplars = [
+        (s.labels["le"], s.exemplar)
+        for f in openmetrics_families(text)
+        if f.name == "dynamo_component_py_wait_seconds"
+        for s in f.samples
+        if s.exemplar is not None
+    ]
+    assert len(exemplars) == 1
+    le, e = exemplars[0]
+    assert le == "1"
+    assert e.labels == {"request_id": "r-1", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}
+    assert e.value == 0.5 and e.timestamp is not None
+    with urllib.request.urlopen(url, timeout=10) as r:
+        assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        plain = r.read().decode()
+    assert " # {" not in plain and "# EOF" not in plain
