@@ -530,36 +530,32 @@ async fn request_ids_and_trace_context_reach_the_handler_and_the_exemplar() {
             .await
             .unwrap();
         let client = ep.client::<Req, String>().await.unwrap();
+        // What the handler saw of a call with `meta`.
+        let seen = async |meta: &RequestMeta| -> String {
+            let items = client
+                .round_robin_with(req(1, "ok"), meta)
+                .await
+                .unwrap()
+                .collect_all()
+                .await
+                .unwrap();
+            items.concat()
+        };
         let meta = RequestMeta::new("chatcmpl-42", TraceParent::parse(trace));
-        let seen = client
-            .round_robin_with(req(1, "ok"), &meta)
-            .await
-            .unwrap()
-            .collect_all()
-            .await
-            .unwrap();
         assert_eq!(
-            seen,
-            ["chatcmpl-42|4bf92f3577b34da6a3ce929d0e0e4736"],
+            seen(&meta).await,
+            "chatcmpl-42|4bf92f3577b34da6a3ce929d0e0e4736",
             "{plane}"
         );
-        // An id longer than the bound is cut; a plain call gets the plane's id.
+        // An id longer than the bound is cut; a call without an id gets the
+        // plane's own.
         let long = RequestMeta::new(&"x".repeat(500), None);
-        let seen = client
-            .round_robin_with(req(1, "ok"), &long)
-            .await
-            .unwrap()
-            .collect_all()
-            .await
-            .unwrap();
-        assert_eq!(seen, [format!("{}|-", "x".repeat(64))], "{plane}");
-        let plain = client
-            .round_robin(req(1, "ok"))
-            .await
-            .unwrap()
-            .collect_all()
-            .await
-            .unwrap();
+        assert_eq!(
+            seen(&long).await,
+            format!("{}|-", "x".repeat(64)),
+            "{plane}"
+        );
+        let plain = [seen(&RequestMeta::default()).await];
         let (id, rest) = plain[0].split_once('|').unwrap();
         assert!(!id.is_empty() && rest == "-", "{plane}: {plain:?}");
 
