@@ -11,7 +11,7 @@
 //! - the exposition ends with `# EOF`;
 //! - a histogram bucket carries its exemplar, if it has one.
 
-use super::text::{write_histogram, write_series};
+use super::text::{write_external_sample, write_histogram, write_series};
 use super::Encoder;
 use crate::metrics::expfmt::ParsedSample;
 use crate::metrics::sample::SeriesValue;
@@ -99,15 +99,10 @@ impl Encoder for OpenMetricsEncoder {
     }
 
     fn external_sample(&mut self, sample: &ParsedSample) {
-        let out = &mut self.out;
-        out.push_str(&sample.key);
-        out.push(' ');
-        write_f64(out, sample.value);
-        if let Some(ms) = sample.timestamp {
-            out.push(' ');
-            write_f64(out, ms as f64 / 1000.0);
-        }
-        out.push('\n');
+        // OpenMetrics timestamps are seconds.
+        write_external_sample(&mut self.out, sample, |out, ms| {
+            write_f64(out, ms as f64 / 1000.0)
+        });
     }
 }
 

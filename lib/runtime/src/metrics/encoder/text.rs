@@ -57,16 +57,25 @@ impl Encoder for TextEncoder {
 
     #[inline]
     fn external_sample(&mut self, sample: &ParsedSample) {
-        let out = &mut self.out;
-        out.push_str(&sample.key);
-        out.push(' ');
-        write_f64(out, sample.value);
-        if let Some(ts) = sample.timestamp {
-            out.push(' ');
-            write_int(out, ts);
-        }
-        out.push('\n');
+        write_external_sample(&mut self.out, sample, write_int);
     }
+}
+
+/// Writes a sample a text callback handed in: its key, value and, if it has
+/// one, its timestamp (milliseconds) as `write_timestamp` writes it.
+pub(crate) fn write_external_sample(
+    out: &mut String,
+    sample: &ParsedSample,
+    write_timestamp: impl FnOnce(&mut String, i64),
+) {
+    out.push_str(&sample.key);
+    out.push(' ');
+    write_f64(out, sample.value);
+    if let Some(ms) = sample.timestamp {
+        out.push(' ');
+        write_timestamp(out, ms);
+    }
+    out.push('\n');
 }
 
 /// Writes the sample lines of one series; `labels` escaped already.
