@@ -311,13 +311,10 @@ impl RequestTimer {
         self.output_tokens += n as u64;
         if let Some(h) = &self.handles {
             match self.last_token {
-                None => {
-                    let ttft = self.start.elapsed().as_secs_f64();
-                    match &self.exemplar {
-                        Some(e) => h.model.ttft.observe_with_exemplar(ttft, e),
-                        None => h.model.ttft.observe(ttft),
-                    }
-                }
+                None => h.model.ttft.observe_with_optional_exemplar(
+                    self.start.elapsed().as_secs_f64(),
+                    self.exemplar.as_ref(),
+                ),
                 Some(prev) => {
                     let each = self.clock.delta_as_nanos(prev, now) as f64 * 1e-9 / n as f64;
                     for _ in 0..n {
@@ -355,17 +352,14 @@ impl Drop for RequestTimer {
         let m = &h.model;
         h.itl.flush();
         m.inflight.dec();
-        let duration = self.start.elapsed().as_secs_f64();
-        match &self.exemplar {
-            Some(e) => {
-                m.duration.observe_with_exemplar(duration, e);
-                // One exemplar per request for its inter-token latencies
-                // (counted through the local histogram): the last one.
-                if self.output_tokens > 1 {
-                    m.itl.record_exemplar(self.last_itl, e);
-                }
-            }
-            None => m.duration.observe(duration),
+        m.duration.observe_with_optional_exemplar(
+            self.start.elapsed().as_secs_f64(),
+            self.exemplar.as_ref(),
+        );
+        // One exemplar per request for its inter-token latencies (counted
+        // through the local histogram): the last one.
+        if let Some(e) = self.exemplar.as_ref().filter(|_| self.output_tokens > 1) {
+            m.itl.record_exemplar(self.last_itl, e);
         }
         m.osl.observe(self.output_tokens as f64);
         let status = if self.error.is_some() {

@@ -105,6 +105,16 @@ impl RequestMeta {
         }
     }
 
+    /// This meta with `id` (bounded like any other) as its request id when
+    /// the caller gave none: the request plane's own id for the request.
+    pub(crate) fn or_request_id(mut self, mut id: String) -> Self {
+        if self.request_id.is_none() && !id.is_empty() {
+            id.truncate(bounded(&id).len());
+            self.request_id = Some(id);
+        }
+        self
+    }
+
     /// The request's id.
     pub fn request_id(&self) -> Option<&str> {
         self.request_id.as_deref()
@@ -197,6 +207,15 @@ mod tests {
         assert!(RequestMeta::new(&x, tp).exemplar().is_some());
         assert!(RequestMeta::new("", None).is_empty());
         assert!(RequestMeta::new("", None).exemplar().is_none());
+        // The request plane's id fills in only where the caller gave none,
+        // bounded the same way.
+        let given = RequestMeta::new("mine", None).or_request_id("plane".to_owned());
+        assert_eq!(given.request_id(), Some("mine"));
+        let filled = RequestMeta::default().or_request_id("é".repeat(40));
+        assert_eq!(filled.request_id(), Some("é".repeat(32).as_str()));
+        assert!(RequestMeta::default()
+            .or_request_id(String::new())
+            .is_empty());
         let quoted = RequestMeta::new("a\"b", None).exemplar().unwrap();
         assert_eq!(quoted.label_text(), r#"request_id="a\"b""#);
     }

@@ -39,21 +39,14 @@ impl ExpositionFormat {
     /// version; text as `text/plain` of version 0.0.4 or no version);
     /// text when it names neither or ties.
     pub fn negotiate(accept: &str) -> Self {
+        // Text until a range ranks OpenMetrics higher; text wins a tie.
         let mut best = (0.0_f32, ExpositionFormat::Text);
-        for range in accept.split(',') {
-            let Some((format, q)) = media_range(range) else {
-                continue;
-            };
-            // A tie keeps the earlier choice, and text is chosen first.
+        for (format, q) in accept.split(',').filter_map(media_range) {
             if q > best.0 || (q == best.0 && format == ExpositionFormat::Text) {
                 best = (q, format);
             }
         }
-        if best.0 > 0.0 {
-            best.1
-        } else {
-            ExpositionFormat::Text
-        }
+        best.1
     }
 }
 

@@ -184,6 +184,15 @@ impl Histogram {
         self.exemplars.record(value, exemplar);
     }
 
+    /// Observes `value`, with `exemplar` when there is one (for a caller
+    /// that has an exemplar for some observations and not others).
+    pub fn observe_with_optional_exemplar(&self, value: f64, exemplar: Option<&Exemplar>) {
+        match exemplar {
+            Some(exemplar) => self.observe_with_exemplar(value, exemplar),
+            None => self.inner.observe(value),
+        }
+    }
+
     /// Keeps `exemplar` for `value` without observing it: for a value counted
     /// another way already (a [`prometheus::local::LocalHistogram`] of this
     /// histogram, flushed).

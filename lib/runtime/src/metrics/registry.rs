@@ -136,15 +136,13 @@ impl Registry {
         let capacity = self.last_len.load(Ordering::Relaxed) + 1024;
         let (out, written) = match format {
             ExpositionFormat::Text => {
-                let mut enc = TextEncoder::with_capacity(capacity);
-                let written = self.encode(&mut enc, filter, external);
-                (enc.finish(), written)
+                self.encode(TextEncoder::with_capacity(capacity), filter, external)
             }
-            ExpositionFormat::OpenMetrics => {
-                let mut enc = OpenMetricsEncoder::with_capacity(capacity);
-                let written = self.encode(&mut enc, filter, external);
-                (enc.finish(), written)
-            }
+            ExpositionFormat::OpenMetrics => self.encode(
+                OpenMetricsEncoder::with_capacity(capacity),
+                filter,
+                external,
+            ),
         };
         tracing::trace!(
             scope = %filter,
@@ -158,17 +156,19 @@ impl Registry {
         out
     }
 
+    /// Encodes with `enc`; returns the exposition and what it holds.
     fn encode<E: Encoder>(
         &self,
-        enc: &mut E,
+        mut enc: E,
         filter: &ScopePath,
         external: ExternalFamilies,
-    ) -> Written {
-        encoder::encode(enc, &self.store, filter, external, |family| {
+    ) -> (String, Written) {
+        let written = encoder::encode(&mut enc, &self.store, filter, external, |family| {
             tracing::warn!(family = %family, "text callback family dropped: its type differs from the registered family");
             self.failures
                 .count(cb_names::KIND_EXPFMT, cb_names::FAILURE_CONFLICT);
-        })
+        });
+        (enc.finish(), written)
     }
 }
 

@@ -117,11 +117,10 @@ impl Drop for RequestGuard {
     fn drop(&mut self) {
         let m = &self.metrics;
         m.concurrent.dec();
-        let seconds = self.start.elapsed().as_secs_f64();
-        match self.meta.exemplar() {
-            Some(exemplar) => m.duration.observe_with_exemplar(seconds, &exemplar),
-            None => m.duration.observe(seconds),
-        }
+        m.duration.observe_with_optional_exemplar(
+            self.start.elapsed().as_secs_f64(),
+            self.meta.exemplar().as_ref(),
+        );
         let outcome = self
             .outcome
             .unwrap_or(Outcome::Failed(names::error_type::CANCELLED));

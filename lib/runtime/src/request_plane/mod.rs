@@ -79,13 +79,8 @@ impl Context {
     /// The context of a request the caller sent with `meta`; `plane_id` is
     /// its id when the caller gave none.
     pub(crate) fn new(plane_id: String, meta: RequestMeta, cancel: CancellationToken) -> Self {
-        let meta = if meta.request_id().is_some() {
-            meta
-        } else {
-            RequestMeta::new(&plane_id, meta.traceparent().cloned())
-        };
         Self {
-            meta: Arc::new(meta),
+            meta: Arc::new(meta.or_request_id(plane_id)),
             cancel,
         }
     }

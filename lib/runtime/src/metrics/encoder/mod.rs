@@ -29,6 +29,8 @@ pub(crate) trait Encoder {
     fn series(&mut self, name: &str, labels: &str, value: SeriesValue<'_>);
     /// One sample a text callback handed in, of the family started last.
     fn external_sample(&mut self, sample: &ParsedSample);
+    /// The exposition written, with whatever the format puts at its end.
+    fn finish(self) -> String;
 }
 
 /// What one encoding wrote.

@@ -21,8 +21,8 @@ use crate::metrics::text::{escape_label_value, write_f64};
 /// The `Content-Type` of OpenMetrics 1.0.0.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Writes OpenMetrics 1.0 text into a `String`; [`finish`](Self::finish)
-/// adds the closing `# EOF`.
+/// Writes OpenMetrics 1.0 text into a `String`; [`Encoder::finish`] adds
+/// the closing `# EOF`.
 #[derive(Debug, Default)]
 pub(crate) struct OpenMetricsEncoder {
     out: String,
@@ -34,12 +34,6 @@ impl OpenMetricsEncoder {
         Self {
             out: String::with_capacity(capacity),
         }
-    }
-
-    /// The text written, with its `# EOF` line.
-    pub(crate) fn finish(mut self) -> String {
-        self.out.push_str("# EOF\n");
-        self.out
     }
 }
 
@@ -103,6 +97,12 @@ impl Encoder for OpenMetricsEncoder {
         write_external_sample(&mut self.out, sample, |out, ms| {
             write_f64(out, ms as f64 / 1000.0)
         });
+    }
+
+    /// The text written, with its `# EOF` line.
+    fn finish(mut self) -> String {
+        self.out.push_str("# EOF\n");
+        self.out
     }
 }
 

@@ -26,11 +26,6 @@ impl TextEncoder {
             out: String::with_capacity(capacity),
         }
     }
-
-    /// The text written.
-    pub(crate) fn finish(self) -> String {
-        self.out
-    }
 }
 
 impl Encoder for TextEncoder {
@@ -58,6 +53,10 @@ impl Encoder for TextEncoder {
     #[inline]
     fn external_sample(&mut self, sample: &ParsedSample) {
         write_external_sample(&mut self.out, sample, write_int);
+    }
+
+    fn finish(self) -> String {
+        self.out
     }
 }
 
