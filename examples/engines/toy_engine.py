@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import signal
 from collections.abc import AsyncGenerator
 from typing import Any
 
 from dynamo.llm import EngineMetrics, register_llm
-from dynamo.runtime import DistributedRuntime
+from dynamo.runtime import DistributedRuntime, shutdown_signal
 
 BLOCK_SIZE = 16
 TOTAL_BLOCKS = 256
@@ -80,11 +79,7 @@ async def serve(model: str, itl: float) -> None:
     served = await endpoint.serve_endpoint(engine.generate)
     card = await register_llm(endpoint, model)
     print(f"toy engine serving {model!r}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await shutdown_signal()
     await card.unregister()
     await served.stop()
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import signal
 import threading
 import time
 from collections.abc import AsyncGenerator
@@ -41,7 +40,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from dynamo.llm import EngineMetrics, register_llm
-from dynamo.runtime import DistributedRuntime
+from dynamo.runtime import DistributedRuntime, shutdown_signal
 
 CL100K_VOCAB = 100_277
 BLOCK_SIZE = 16
@@ -125,11 +124,7 @@ async def serve(args: argparse.Namespace) -> None:
     served = await endpoint.serve_endpoint(engine.generate)
     card = await register_llm(endpoint, args.model)
     print(f"serving {args.model!r}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await shutdown_signal()
     await card.unregister()
     await served.stop()
 

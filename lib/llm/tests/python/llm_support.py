@@ -78,6 +78,7 @@ class Deployment:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     worker_systems: list[int] = field(default_factory=list)  # their system servers' ports
     frontend: subprocess.Popen[bytes] | None = None
+    worker_env: dict[str, str] = field(default_factory=dict)  # the environment workers were started with
 
     def alive(self) -> None:
         for p in self.procs:

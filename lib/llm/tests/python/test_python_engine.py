@@ -7,6 +7,7 @@ raises, and a client that goes away mid-stream."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ import pytest
 from llm_support import DEADLINE, ROOT, Deployment, dynamo_binary, free_port, process_env, scrape, start, start_etcd, start_nats, stop, valid, wait_for
 
 MODEL = "toy"
+TOY_ENGINE = ROOT / "examples/engines/toy_engine.py"
 LABELS = '"dynamo_component": "toy", "dynamo_endpoint": "generate", "dynamo_namespace": "dynamo"'
 
 
@@ -33,7 +35,8 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
             worker_env["ETCD_ENDPOINTS"] = endpoint
             frontend_args += ["--etcd", endpoint]
         env = process_env(DYN_LOG="error", **worker_env)
-        start(d, [sys.executable, str(ROOT / "examples/engines/toy_engine.py"), "--model", MODEL, "--itl-ms", "2"], env)
+        d.worker_env = env
+        start(d, [sys.executable, str(TOY_ENGINE), "--model", MODEL, "--itl-ms", "2"], env)
         start(d, [str(dynamo_binary()), "serve", *frontend_args, "--role", "frontend", "--http", f"127.0.0.1:{api}"], process_env(DYN_LOG="error"))
         wait_for(f"http://127.0.0.1:{system}/health", d)
         wait_for(f"http://127.0.0.1:{api}/v1/models", d, check=MODEL)
@@ -166,3 +169,22 @@ def test_the_frontend_metrics_are_gzipped_for_a_scraper_that_asks(deployment: De
     text = gzip.decompress(raw).decode()
     assert len(raw) < len(text)
     assert any(k.startswith("dynamo_frontend_requests_total{") for k in valid(text))
+
+
+def test_sigterm_unregisters_the_model_and_the_engine_exits_cleanly(deployment: Deployment) -> None:
+    """The example's graceful path (`dynamo.runtime.shutdown_signal`): on
+    SIGTERM a second toy engine withdraws its model and stops serving, and
+    exits 0; the frontend stops listing its model and keeps the first."""
+    second = "toy-second"
+    models_url = f"http://127.0.0.1:{deployment.api}/v1/models"
+
+    def models() -> list[str]:
+        return [m.id for m in client(deployment).models.list()]
+
+    p = start(deployment, [sys.executable, str(TOY_ENGINE), "--model", second, "--itl-ms", "2"], {**deployment.worker_env, "DYN_SYSTEM_PORT": "0"})
+    wait_for(models_url, deployment, check=second)
+    deployment.procs.remove(p)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=DEADLINE) == 0
+    settled(lambda: second not in models(), "the frontend forgets the withdrawn model")
+    assert models() == [MODEL]
