@@ -351,7 +351,6 @@ impl Drop for RequestTimer {
         let Some(h) = &self.handles else { return };
         let m = &h.model;
         h.itl.flush();
-        m.inflight.dec();
         m.duration.observe_with_optional_exemplar(
             self.start.elapsed().as_secs_f64(),
             self.exemplar.as_ref(),
@@ -377,6 +376,9 @@ impl Drop for RequestTimer {
                 .with_label_values(&[&m.model, h.endpoint, error_type])
                 .inc();
         }
+        // In flight goes down last: a scrape that sees the request gone also
+        // sees its totals, its error and its histograms.
+        m.inflight.dec();
     }
 }
 

@@ -122,6 +122,10 @@ async fn run(
         };
         match next {
             Err(p) => return send_failure(sink, panic_failure(p)).await,
+            // A handler that ends its stream because the caller cancelled
+            // (as handlers watching `Context::is_cancelled` do) served a
+            // cancelled request, not a completed one.
+            Ok(None) if cancel.is_cancelled() => return Outcome::Failed(error_type::CANCELLED),
             Ok(None) => {
                 return match sink.send(Frame::End).await {
                     Ok(()) => Outcome::Completed,

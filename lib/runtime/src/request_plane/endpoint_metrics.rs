@@ -116,16 +116,18 @@ impl RequestGuard {
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let m = &self.metrics;
-        m.concurrent.dec();
-        m.duration.observe_with_optional_exemplar(
-            self.start.elapsed().as_secs_f64(),
-            self.meta.exemplar().as_ref(),
-        );
+        // Concurrency goes down last: a scrape that sees the request gone
+        // also sees its error and its duration.
         let outcome = self
             .outcome
             .unwrap_or(Outcome::Failed(names::error_type::CANCELLED));
         if let Outcome::Failed(error_type) = outcome {
             m.errors.with_label_values(&[error_type]).inc();
         }
+        m.duration.observe_with_optional_exemplar(
+            self.start.elapsed().as_secs_f64(),
+            self.meta.exemplar().as_ref(),
+        );
+        m.concurrent.dec();
     }
 }
