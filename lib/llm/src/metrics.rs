@@ -7,9 +7,9 @@
 //! sequence-length buckets), extended down to the millisecond so that fast
 //! engines and mocks resolve too.
 
-use dynamo_runtime::prometheus::local::LocalHistogram;
 use dynamo_runtime::prometheus::IntGauge;
 use dynamo_runtime::prometheus_names::{frontend as names, FRONTEND_PREFIX};
+use dynamo_runtime::LocalHistogram;
 use dynamo_runtime::{Exemplar, Histogram, RequestMeta};
 use dynamo_runtime::{HistogramVec, IntCounterVec, IntGaugeVec, MetricsError, MetricsScope};
 use std::collections::HashMap;

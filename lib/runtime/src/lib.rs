@@ -48,9 +48,9 @@ pub use error::{MetricsError, RuntimeError};
 pub use health::{HealthReport, HealthStatus};
 pub use hierarchy::{Component, Endpoint, Namespace};
 pub use metrics::{
-    prometheus_names, CallbackError, CounterVec, Exemplar, ExpositionFormat, GaugeVec, Histogram,
-    HistogramVec, IntCounterVec, IntGaugeVec, MetricVec, MetricsRegistry, MetricsScope, VecChild,
-    EXEMPLAR_MAX_CHARS,
+    native, prometheus_names, CallbackError, CounterVec, Exemplar, ExpositionFormat, GaugeVec,
+    Histogram, HistogramVec, IntCounterVec, IntGaugeVec, LocalHistogram, MetricVec,
+    MetricsRegistry, MetricsScope, VecChild, EXEMPLAR_MAX_CHARS,
 };
 pub use runtime::DistributedRuntime;
 pub use scrape_targets::{ScrapeTarget, SCRAPE_TARGETS_BUCKET};

@@ -71,11 +71,11 @@ pub struct Body {
 }
 
 impl Body {
-    /// Prepares `text` for a scraper that does (`gzip`) or does not accept
-    /// gzip. CPU work: call it off the async threads.
-    pub fn new(text: String, gzip_accepted: bool) -> Self {
+    /// Prepares an exposition for a scraper that does (`gzip`) or does not
+    /// accept gzip. CPU work: call it off the async threads.
+    pub fn new(exposition: Vec<u8>, gzip_accepted: bool) -> Self {
         if gzip_accepted {
-            if let Ok(bytes) = gzip(text.as_bytes()) {
+            if let Ok(bytes) = gzip(&exposition) {
                 return Self {
                     bytes,
                     gzipped: true,
@@ -83,7 +83,7 @@ impl Body {
             }
         }
         Self {
-            bytes: text.into_bytes(),
+            bytes: exposition,
             gzipped: false,
         }
     }
@@ -119,14 +119,14 @@ mod tests {
     #[test]
     fn gzip_round_trips_and_shrinks_a_scrape() {
         let text = "dynamo_component_requests_total{dynamo_endpoint=\"e\"} 1\n".repeat(200);
-        let body = Body::new(text.clone(), true);
+        let body = Body::new(text.clone().into_bytes(), true);
         assert!(body.gzipped && body.bytes.len() < text.len() / 10);
         let mut out = String::new();
         flate2::read::GzDecoder::new(&body.bytes[..])
             .read_to_string(&mut out)
             .unwrap();
         assert_eq!(out, text);
-        let plain = Body::new(text.clone(), false);
+        let plain = Body::new(text.clone().into_bytes(), false);
         assert!(!plain.gzipped && plain.bytes == text.as_bytes());
     }
 

@@ -564,7 +564,8 @@ async fn request_ids_and_trace_context_reach_the_handler_and_the_exemplar() {
         let (id, rest) = plain[0].split_once('|').unwrap();
         assert!(!id.is_empty() && rest == "-", "{plane}: {plain:?}");
 
-        let om = drt.metrics().render(ExpositionFormat::OpenMetrics).unwrap();
+        let om = String::from_utf8(drt.metrics().render(ExpositionFormat::OpenMetrics).unwrap())
+            .unwrap();
         let parsed = support::parse_openmetrics(&om);
         let bucket = format!("{}_bucket", wh::REQUEST_DURATION_SECONDS);
         let exemplars: Vec<_> = parsed
@@ -589,7 +590,8 @@ async fn request_ids_and_trace_context_reach_the_handler_and_the_exemplar() {
                 "{plane}: {e:?}"
             );
         }
-        let text = drt.metrics().render(ExpositionFormat::Text).unwrap();
+        let text =
+            String::from_utf8(drt.metrics().render(ExpositionFormat::Text).unwrap()).unwrap();
         assert!(!text.contains(" # {"), "text 0.0.4 has no exemplars");
         served.stop().await;
     }

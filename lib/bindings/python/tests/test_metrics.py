@@ -298,3 +298,87 @@ def test_openmetrics_with_exemplars_when_the_scraper_asks_for_it(drt: Distribute
         assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         plain = r.read().decode()
     assert " # {" not in plain and "# EOF" not in plain
+
+
+PROTOBUF_ACCEPT = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
+    "application/openmetrics-text;version=1.0.0;q=0.8,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, i
+
+
+def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
+    """The (field number, value) pairs of one protobuf message: varints as
+    ints, fixed64 as 8 raw bytes, length-delimited as bytes."""
+    out: list[tuple[int, int | bytes]] = []
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        field, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            v, i = _varint(buf, i)
+            out.append((field, v))
+        elif wire_type == 1:
+            out.append((field, buf[i : i + 8]))
+            i += 8
+        elif wire_type == 2:
+            n, i = _varint(buf, i)
+            out.append((field, buf[i : i + n]))
+            i += n
+        else:
+            raise AssertionError(f"wire type {wire_type}")
+    return out
+
+
+def test_protobuf_with_native_buckets_when_prometheus_asks_for_it(drt: DistributedRuntime) -> None:
+    """With native histograms on, Prometheus asks for protobuf first: a Python
+    histogram's observations are in its native buckets (schema 3), beside the
+    classic ones, in length-delimited MetricFamily messages."""
+    h = drt.metrics.create_histogram("py_native_seconds", "Native", buckets=[0.1, 1.0])
+    for v in (0.01, 0.01, 0.5, 30.0):
+        h.observe(v)
+    address = drt.system_server_address()
+    assert address is not None
+    url = f"http://127.0.0.1:{address.rsplit(':', 1)[1]}/metrics"
+    request = urllib.request.Request(url, headers={"Accept": PROTOBUF_ACCEPT})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("application/vnd.google.protobuf;")
+        body = r.read()
+    families: dict[str, list[tuple[int, int | bytes]]] = {}
+    i = 0
+    while i < len(body):
+        n, i = _varint(body, i)
+        fields = _fields(body[i : i + n])
+        i += n
+        name = next(v for f, v in fields if f == 1)
+        assert isinstance(name, bytes)
+        families[name.decode()] = fields
+    family = families["dynamo_component_py_native_seconds"]
+    assert (3, 4) in family  # type HISTOGRAM
+    metric = next(v for f, v in family if f == 4)
+    assert isinstance(metric, bytes)
+    histogram = next(v for f, v in _fields(metric) if f == 7)
+    assert isinstance(histogram, bytes)
+    hf = _fields(histogram)
+    assert (1, 4) in hf  # sample_count
+    assert (5, 6) in hf  # schema 3, zigzag-encoded
+    classic = [dict(_fields(b)) for f, b in hf if f == 3 and isinstance(b, bytes)]
+    assert [b[1] for b in classic] == [2, 3]  # cumulative counts at le=0.1 and le=1
+    deltas = next(v for f, v in hf if f == 13)
+    assert isinstance(deltas, bytes)
+    counts, total, j = [], 0, 0
+    while j < len(deltas):
+        z, j = _varint(deltas, j)
+        total += (z >> 1) ^ -(z & 1)
+        counts.append(total)
+    assert sorted(counts) == [1, 1, 2]  # 0.01 twice, 0.5 and 30 once each

@@ -22,6 +22,9 @@ pub enum ExpositionFormat {
     Text,
     /// OpenMetrics 1.0.0 text (exemplars, `# EOF`).
     OpenMetrics,
+    /// Prometheus's protobuf exposition (length-delimited
+    /// `io.prometheus.client.MetricFamily` messages): native histograms.
+    Protobuf,
 }
 
 impl ExpositionFormat {
@@ -30,19 +33,23 @@ impl ExpositionFormat {
         match self {
             ExpositionFormat::Text => super::encoder::text::CONTENT_TYPE,
             ExpositionFormat::OpenMetrics => super::encoder::openmetrics::CONTENT_TYPE,
+            ExpositionFormat::Protobuf => super::encoder::protobuf::CONTENT_TYPE,
         }
     }
 
     /// The format to answer an `Accept` header with: the one of highest
     /// `q` among those the header names (OpenMetrics as
     /// `application/openmetrics-text` of version 1.0.0 or 0.0.1, or no
-    /// version; text as `text/plain` of version 0.0.4 or no version);
-    /// text when it names neither or ties.
+    /// version; text as `text/plain` of version 0.0.4 or no version;
+    /// protobuf as `application/vnd.google.protobuf` with
+    /// `proto=io.prometheus.client.MetricFamily` and `encoding=delimited`);
+    /// text when it names none, and the earlier of text, OpenMetrics,
+    /// protobuf when they tie.
     pub fn negotiate(accept: &str) -> Self {
         // Text until a range ranks OpenMetrics higher; text wins a tie.
         let mut best = (0.0_f32, ExpositionFormat::Text);
         for (format, q) in accept.split(',').filter_map(media_range) {
-            if q > best.0 || (q == best.0 && format == ExpositionFormat::Text) {
+            if q > best.0 || (q == best.0 && format.tie_rank() < best.1.tie_rank()) {
                 best = (q, format);
             }
         }
@@ -50,8 +57,19 @@ impl ExpositionFormat {
     }
 }
 
+impl ExpositionFormat {
+    /// Which format wins a tie of `q`: the lower.
+    fn tie_rank(self) -> u8 {
+        match self {
+            ExpositionFormat::Text => 0,
+            ExpositionFormat::OpenMetrics => 1,
+            ExpositionFormat::Protobuf => 2,
+        }
+    }
+}
+
 /// The format one media range of an `Accept` header names, and its `q`;
-/// `None` for any other media type or version.
+/// `None` for any other media type, version or protobuf message.
 fn media_range(range: &str) -> Option<(ExpositionFormat, f32)> {
     let mut parts = range.split(';').map(str::trim);
     let media = parts.next()?;
@@ -59,9 +77,13 @@ fn media_range(range: &str) -> Option<(ExpositionFormat, f32)> {
         ExpositionFormat::OpenMetrics
     } else if media.eq_ignore_ascii_case("text/plain") {
         ExpositionFormat::Text
+    } else if media.eq_ignore_ascii_case("application/vnd.google.protobuf") {
+        ExpositionFormat::Protobuf
     } else {
         return None;
     };
+    // Protobuf must name the message and the delimited encoding.
+    let (mut proto, mut delimited) = (false, false);
     let mut q = 1.0;
     for param in parts {
         let (key, value) = param.split_once('=')?;
@@ -75,18 +97,26 @@ fn media_range(range: &str) -> Option<(ExpositionFormat, f32)> {
             let known = match format {
                 ExpositionFormat::OpenMetrics => ["1.0.0", "0.0.1"].contains(&value),
                 ExpositionFormat::Text => value == "0.0.4",
+                ExpositionFormat::Protobuf => false,
             };
             if !known {
                 return None;
             }
+        } else if key.eq_ignore_ascii_case("proto") {
+            proto = value == "io.prometheus.client.MetricFamily";
+        } else if key.eq_ignore_ascii_case("encoding") {
+            delimited = value == "delimited";
         }
+    }
+    if format == ExpositionFormat::Protobuf && !(proto && delimited) {
+        return None;
     }
     Some((format, q))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ExpositionFormat::{OpenMetrics, Text};
+    use super::ExpositionFormat::{OpenMetrics, Protobuf, Text};
     use super::*;
 
     #[test]
@@ -107,6 +137,17 @@ mod tests {
             ("application/openmetrics-text;q=abc", Text),
             ("text/plain", Text),
             ("application/json", Text),
+            // Prometheus 2.42 with --enable-feature=native-histograms.
+            (
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                Protobuf,
+            ),
+            ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text", Text),
+            ("application/vnd.google.protobuf;encoding=delimited", Text),
+            (
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5,application/openmetrics-text;q=0.5",
+                OpenMetrics,
+            ),
             ("*/*", Text),
             ("", Text),
             (",;,=;", Text),

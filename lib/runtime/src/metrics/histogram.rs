@@ -1,17 +1,18 @@
 //! [`Histogram`]: the `prometheus` crate's histogram (its buckets, sum and
-//! count, and what `observe` costs) with an exemplar per bucket beside it,
-//! and [`Exemplar`], the labels one carries.
+//! count) with an exemplar per bucket and native buckets
+//! ([`super::native`]) beside it; [`LocalHistogram`], its thread-local
+//! buffer; and [`Exemplar`], the labels one carries.
 //!
 //! Exemplars are written in OpenMetrics only (text 0.0.4 has no syntax for
 //! them). Each bucket keeps the last exemplar recorded in it; the slots are
 //! allocated on the first exemplar, so a histogram that never gets one costs
 //! nothing more than the crate's.
 
+use super::native::{NativeBuckets, NativeSnapshot};
 use super::text::write_label_pairs;
 use crate::MetricsError;
 use parking_lot::Mutex;
 use prometheus::HistogramOpts;
-use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -129,9 +130,10 @@ impl ExemplarSlots {
     }
 }
 
-/// A histogram: the `prometheus` crate's [`prometheus::Histogram`] (every
-/// method of it works through `Deref`: `observe`, `local`, `start_timer`,
-/// `get_sample_count`, ...) with exemplars beside it.
+/// A histogram: classic buckets (the `prometheus` crate's
+/// [`prometheus::Histogram`]: the same buckets, sum and count in every
+/// format), native buckets beside them (written in the protobuf exposition;
+/// see [`super::native`]), and an exemplar per classic bucket.
 ///
 /// ```
 /// use dynamo_runtime::{DistributedRuntime, Exemplar, ExpositionFormat, MetricsRegistry};
@@ -141,29 +143,24 @@ impl ExemplarSlots {
 /// h.observe(0.05);
 /// h.observe_with_exemplar(0.5, &Exemplar::new(&[("request_id", "r-1")])?);
 /// assert_eq!(h.get_sample_count(), 2);
-/// let om = drt.metrics().render(ExpositionFormat::OpenMetrics)?;
+/// assert_eq!(h.native_snapshot().count(), 2);
+/// let om = String::from_utf8(drt.metrics().render(ExpositionFormat::OpenMetrics)?)?;
 /// assert!(om.contains(r#"dynamo_component_wait_seconds_bucket{le="1"} 2 # {request_id="r-1"} 0.5 "#));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Histogram {
-    inner: prometheus::Histogram,
+    classic: prometheus::Histogram,
+    native: Arc<NativeBuckets>,
     exemplars: Arc<ExemplarSlots>,
 }
 
 impl std::fmt::Debug for Histogram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Histogram")
-            .field("count", &self.inner.get_sample_count())
-            .field("sum", &self.inner.get_sample_sum())
+            .field("count", &self.classic.get_sample_count())
+            .field("sum", &self.classic.get_sample_sum())
             .finish_non_exhaustive()
-    }
-}
-
-impl Deref for Histogram {
-    type Target = prometheus::Histogram;
-    fn deref(&self) -> &prometheus::Histogram {
-        &self.inner
     }
 }
 
@@ -172,15 +169,23 @@ impl Histogram {
     pub(crate) fn with_opts(opts: HistogramOpts) -> prometheus::Result<Self> {
         let bounds = opts.buckets.clone();
         Ok(Self {
-            inner: prometheus::Histogram::with_opts(opts)?,
+            classic: prometheus::Histogram::with_opts(opts)?,
+            native: Arc::default(),
             exemplars: Arc::new(ExemplarSlots::new(&bounds)),
         })
+    }
+
+    /// Observes `value`, in the classic and the native buckets.
+    #[inline]
+    pub fn observe(&self, value: f64) {
+        self.classic.observe(value);
+        self.native.observe(value);
     }
 
     /// Observes `value` and keeps `exemplar` as the exemplar of the bucket
     /// the value falls in (replacing the one before).
     pub fn observe_with_exemplar(&self, value: f64, exemplar: &Exemplar) {
-        self.inner.observe(value);
+        self.observe(value);
         self.exemplars.record(value, exemplar);
     }
 
@@ -189,24 +194,119 @@ impl Histogram {
     pub fn observe_with_optional_exemplar(&self, value: f64, exemplar: Option<&Exemplar>) {
         match exemplar {
             Some(exemplar) => self.observe_with_exemplar(value, exemplar),
-            None => self.inner.observe(value),
+            None => self.observe(value),
         }
     }
 
     /// Keeps `exemplar` for `value` without observing it: for a value counted
-    /// another way already (a [`prometheus::local::LocalHistogram`] of this
-    /// histogram, flushed).
+    /// another way already (through a [`LocalHistogram`] of this histogram).
     pub fn record_exemplar(&self, value: f64, exemplar: &Exemplar) {
         self.exemplars.record(value, exemplar);
     }
 
-    /// The crate's histogram inside.
-    pub fn inner(&self) -> &prometheus::Histogram {
-        &self.inner
+    /// A buffer for one thread's observations, added to this histogram when
+    /// flushed (or dropped): for a hot loop.
+    ///
+    /// ```
+    /// # let drt = dynamo_runtime::DistributedRuntime::new()?;
+    /// # use dynamo_runtime::MetricsRegistry;
+    /// let h = drt.create_histogram("gap_seconds", "Gaps", &[], None)?;
+    /// let local = h.local();
+    /// local.observe(0.01);
+    /// local.observe(0.02);
+    /// assert_eq!(h.get_sample_count(), 0);
+    /// local.flush();
+    /// assert_eq!(h.get_sample_count(), 2);
+    /// assert_eq!(h.native_snapshot().count(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn local(&self) -> LocalHistogram {
+        LocalHistogram {
+            classic: self.classic.local(),
+            native: self.native.clone(),
+            pending: Default::default(),
+        }
+    }
+
+    /// Observations so far (classic count).
+    pub fn get_sample_count(&self) -> u64 {
+        self.classic.get_sample_count()
+    }
+
+    /// Sum of the observations so far.
+    pub fn get_sample_sum(&self) -> f64 {
+        self.classic.get_sample_sum()
+    }
+
+    /// The name, help and constant labels (as the `prometheus` crate's
+    /// `Collector::desc` gives them).
+    pub fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        use prometheus::core::Collector as _;
+        self.classic.desc()
+    }
+
+    /// A read of the native buckets.
+    pub fn native_snapshot(&self) -> NativeSnapshot {
+        self.native.snapshot()
+    }
+
+    /// The classic buckets, count and sum, read together.
+    pub(crate) fn classic_snapshot(&self) -> prometheus::proto::Metric {
+        use prometheus::core::Metric as _;
+        self.classic.metric()
+    }
+
+    pub(crate) fn native(&self) -> &NativeBuckets {
+        &self.native
     }
 
     pub(crate) fn exemplar_slots(&self) -> &ExemplarSlots {
         &self.exemplars
+    }
+}
+
+/// Observations of one [`Histogram`] buffered in one thread, added to it on
+/// [`flush`](Self::flush) and on drop.
+pub struct LocalHistogram {
+    classic: prometheus::local::LocalHistogram,
+    native: Arc<NativeBuckets>,
+    /// Values not yet in the native buckets.
+    pending: std::cell::RefCell<Vec<f64>>,
+}
+
+impl std::fmt::Debug for LocalHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalHistogram")
+            .field("pending", &self.pending.borrow().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalHistogram {
+    /// Buffers one observation.
+    #[inline]
+    pub fn observe(&self, value: f64) {
+        self.classic.observe(value);
+        self.pending.borrow_mut().push(value);
+    }
+
+    /// Observations buffered since the last flush.
+    pub fn get_sample_count(&self) -> u64 {
+        self.classic.get_sample_count()
+    }
+
+    /// Adds the buffered observations to the histogram.
+    pub fn flush(&self) {
+        self.classic.flush();
+        for v in self.pending.borrow_mut().drain(..) {
+            self.native.observe(v);
+        }
+    }
+}
+
+impl Drop for LocalHistogram {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

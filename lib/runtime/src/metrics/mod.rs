@@ -36,6 +36,7 @@ mod expfmt;
 mod format;
 mod histogram;
 mod kind;
+pub mod native;
 pub mod prometheus_names;
 mod registry;
 mod sample;
@@ -51,7 +52,7 @@ pub(crate) use create::CreateArgs;
 use create::{registry_trait_method, scope_method};
 pub(crate) use encoder::text::CONTENT_TYPE as TEXT_CONTENT_TYPE;
 pub use format::ExpositionFormat;
-pub use histogram::{Exemplar, Histogram, EXEMPLAR_MAX_CHARS};
+pub use histogram::{Exemplar, Histogram, LocalHistogram, EXEMPLAR_MAX_CHARS};
 pub(crate) use registry::Registry;
 pub(crate) use scope::ScopePath;
 
@@ -254,13 +255,16 @@ impl MetricsScope {
     ///
     /// let drt = DistributedRuntime::new()?;
     /// drt.create_intcounter("requests_total", "Requests", &[])?.inc();
-    /// let text = drt.metrics().render(ExpositionFormat::OpenMetrics)?;
+    /// let text = String::from_utf8(drt.metrics().render(ExpositionFormat::OpenMetrics)?)?;
     /// assert!(text.contains("# TYPE dynamo_component_requests counter\n"));
     /// assert!(text.contains("\ndynamo_component_requests_total 1\n"));
     /// assert!(text.ends_with("# EOF\n"));
+    /// // Protobuf is bytes: length-delimited MetricFamily messages.
+    /// let proto = drt.metrics().render(ExpositionFormat::Protobuf)?;
+    /// assert!(proto.windows(31).any(|w| w == b"dynamo_component_requests_total"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn render(&self, format: ExpositionFormat) -> Result<String, MetricsError> {
+    pub fn render(&self, format: ExpositionFormat) -> Result<Vec<u8>, MetricsError> {
         self.path.validate()?;
         Ok(self.registry.scrape_as(&self.path, format))
     }

@@ -2,7 +2,10 @@
 //! scrape that renders a subtree of the hierarchy.
 
 use super::callbacks::{self, Callback, FailureCounter};
-use super::encoder::{self, openmetrics::OpenMetricsEncoder, text::TextEncoder, Encoder, Written};
+use super::encoder::{
+    self, openmetrics::OpenMetricsEncoder, protobuf::ProtobufEncoder, text::TextEncoder, Encoder,
+    Written,
+};
 use super::expfmt::ExternalFamilies;
 use super::format::ExpositionFormat;
 use super::kind::MetricKind;
@@ -118,12 +121,32 @@ impl Registry {
     /// Renders everything at `filter` and below in text format 0.0.4, after
     /// running the callbacks registered there.
     pub(crate) fn scrape(&self, filter: &ScopePath) -> String {
-        self.scrape_as(filter, ExpositionFormat::Text)
+        let capacity = self.last_len.load(Ordering::Relaxed) + 1024;
+        self.scrape_with(filter, TextEncoder::with_capacity(capacity))
     }
 
     /// Renders everything at `filter` and below in `format`, after running
     /// the callbacks registered there.
-    pub(crate) fn scrape_as(&self, filter: &ScopePath, format: ExpositionFormat) -> String {
+    pub(crate) fn scrape_as(&self, filter: &ScopePath, format: ExpositionFormat) -> Vec<u8> {
+        let capacity = self.last_len.load(Ordering::Relaxed) + 1024;
+        match format {
+            ExpositionFormat::Text => self
+                .scrape_with(filter, TextEncoder::with_capacity(capacity))
+                .into_bytes(),
+            ExpositionFormat::OpenMetrics => self
+                .scrape_with(filter, OpenMetricsEncoder::with_capacity(capacity))
+                .into_bytes(),
+            ExpositionFormat::Protobuf => {
+                self.scrape_with(filter, ProtobufEncoder::with_capacity(capacity))
+            }
+        }
+    }
+
+    /// Runs the callbacks at `filter` and below and encodes with `enc`.
+    fn scrape_with<E: Encoder>(&self, filter: &ScopePath, enc: E) -> E::Output
+    where
+        E::Output: AsRef<[u8]>,
+    {
         self.uptime.set(self.start.elapsed().as_secs_f64());
         let callbacks: Vec<(ScopePath, Callback)> = self
             .callbacks
@@ -133,26 +156,17 @@ impl Registry {
             .cloned()
             .collect();
         let external = callbacks::run(&callbacks, &self.failures);
-        let capacity = self.last_len.load(Ordering::Relaxed) + 1024;
-        let (out, written) = match format {
-            ExpositionFormat::Text => {
-                self.encode(TextEncoder::with_capacity(capacity), filter, external)
-            }
-            ExpositionFormat::OpenMetrics => self.encode(
-                OpenMetricsEncoder::with_capacity(capacity),
-                filter,
-                external,
-            ),
-        };
+        let (out, written) = self.encode(enc, filter, external);
+        let len = out.as_ref().len();
         tracing::trace!(
             scope = %filter,
-            ?format,
+            format = std::any::type_name::<E>(),
             families = written.families,
             series = written.series,
-            bytes = out.len(),
+            bytes = len,
             "scrape encoded"
         );
-        self.last_len.store(out.len(), Ordering::Relaxed);
+        self.last_len.store(len, Ordering::Relaxed);
         out
     }
 
@@ -162,7 +176,7 @@ impl Registry {
         mut enc: E,
         filter: &ScopePath,
         external: ExternalFamilies,
-    ) -> (String, Written) {
+    ) -> (E::Output, Written) {
         let written = encoder::encode(&mut enc, &self.store, filter, external, |family| {
             tracing::warn!(family = %family, "text callback family dropped: its type differs from the registered family");
             self.failures

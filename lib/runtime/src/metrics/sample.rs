@@ -3,6 +3,7 @@
 //! canonical text `a="x",b="y"`: sorted by name, escaped once at creation.)
 
 use super::histogram::ExemplarSlots;
+use super::native::NativeBuckets;
 use prometheus::proto;
 
 /// The value of one series. (`pub` in a private module: the sealed trait
@@ -13,12 +14,14 @@ pub enum SeriesValue<'a> {
     Float(f64),
     /// An integer counter or gauge.
     Int(i128),
-    /// A histogram: cumulative buckets (without `+Inf`), count and sum, and
-    /// its exemplars.
+    /// A histogram: cumulative buckets (without `+Inf`), count and sum, its
+    /// exemplars and its native buckets.
     Histogram {
         /// The buckets, count and sum.
         snapshot: &'a proto::Histogram,
         /// The exemplar slots, one per bucket and `+Inf` last.
         exemplars: Option<&'a ExemplarSlots>,
+        /// The native buckets (read by the protobuf exposition only).
+        native: Option<&'a NativeBuckets>,
     },
 }

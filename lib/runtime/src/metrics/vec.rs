@@ -16,7 +16,6 @@ use super::spec::{MetricSpec, OnRefused};
 use super::text;
 use crate::MetricsError;
 use parking_lot::{Mutex, RwLock};
-use prometheus::core::Metric as _;
 use prometheus::{Counter, Gauge, HistogramOpts, IntCounter, IntGauge, Opts};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -112,10 +111,11 @@ impl Sealed for Histogram {
         Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
     }
     fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R {
-        let snapshot = self.inner().metric();
+        let snapshot = self.classic_snapshot();
         f(SeriesValue::Histogram {
             snapshot: snapshot.get_histogram(),
             exemplars: Some(self.exemplar_slots()),
+            native: Some(self.native()),
         })
     }
     fn number(&self) -> Option<SeriesValue<'static>> {

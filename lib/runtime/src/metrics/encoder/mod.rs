@@ -1,11 +1,13 @@
 //! Encoding a scrape: the walk over the registered families (the only code
 //! that reads the store for a scrape), merged in name order with the families
 //! text callbacks handed in, written through an [`Encoder`], one per
-//! exposition format: text format 0.0.4 ([`text::TextEncoder`]) and
-//! OpenMetrics 1.0 ([`openmetrics::OpenMetricsEncoder`]). Another format is
-//! another [`Encoder`], not another walk.
+//! exposition format: text format 0.0.4 ([`text::TextEncoder`]),
+//! OpenMetrics 1.0 ([`openmetrics::OpenMetricsEncoder`]) and protobuf
+//! ([`protobuf::ProtobufEncoder`]). Another format is another [`Encoder`],
+//! not another walk.
 
 pub(crate) mod openmetrics;
+pub(crate) mod protobuf;
 pub(crate) mod text;
 
 use super::expfmt::{ExternalFamilies, ParsedFamily, ParsedSample};
@@ -20,6 +22,8 @@ use std::collections::HashSet;
 
 /// One exposition format.
 pub(crate) trait Encoder {
+    /// What the encoding produces: text or bytes.
+    type Output;
     /// Starts a family: what comes before its first series.
     fn family(&mut self, name: &str, help: Option<&str>, prom_type: PromType);
     /// One series of the family started last. `labels` is the series' label
@@ -30,7 +34,7 @@ pub(crate) trait Encoder {
     /// One sample a text callback handed in, of the family started last.
     fn external_sample(&mut self, sample: &ParsedSample);
     /// The exposition written, with whatever the format puts at its end.
-    fn finish(self) -> String;
+    fn finish(self) -> Self::Output;
 }
 
 /// What one encoding wrote.

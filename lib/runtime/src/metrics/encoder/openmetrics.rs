@@ -52,6 +52,8 @@ fn declared(name: &str, prom_type: PromType) -> (&str, &'static str) {
 }
 
 impl Encoder for OpenMetricsEncoder {
+    type Output = String;
+
     fn family(&mut self, name: &str, help: Option<&str>, prom_type: PromType) {
         let (name, type_name) = declared(name, prom_type);
         let out = &mut self.out;
@@ -76,6 +78,7 @@ impl Encoder for OpenMetricsEncoder {
             SeriesValue::Histogram {
                 snapshot,
                 exemplars: Some(exemplars),
+                ..
             } if exemplars.any() => {
                 write_histogram(&mut self.out, name, labels, snapshot, |out, bucket| {
                     if let Some(e) = exemplars.get(bucket) {

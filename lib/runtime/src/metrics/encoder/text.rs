@@ -29,6 +29,8 @@ impl TextEncoder {
 }
 
 impl Encoder for TextEncoder {
+    type Output = String;
+
     fn family(&mut self, name: &str, help: Option<&str>, prom_type: PromType) {
         let out = &mut self.out;
         if let Some(help) = help {
