@@ -1,6 +1,7 @@
 //! Scrape cost of 10,000 series and update cost through `create_*` handles,
-//! each against the `prometheus` crate (gather + TextEncoder) and the
-//! `prometheus-client` crate (text encoder), measured in the same run.
+//! each against the `prometheus` crate (gather + TextEncoder or
+//! ProtobufEncoder) and the `prometheus-client` crate (its text and protobuf
+//! encoders), measured in the same run, in every format and gzip'd.
 //!
 //! The series: 100 families x 100 label values. The label values are the
 //! endpoints of one runtime (10 components x 10 endpoints); each family is
@@ -251,6 +252,34 @@ fn bench_scrape(c: &mut Criterion) {
                 })
             },
         );
+        // The protobuf exposition (ours with native buckets beside the
+        // classic ones); peers: the `prometheus` crate's ProtobufEncoder (the
+        // same MetricFamily format, classic buckets only) and
+        // prometheus-client's protobuf (the OpenMetrics MetricSet message).
+        group.bench_function(BenchmarkId::new("dynamo_protobuf", mix.name()), |b| {
+            b.iter(|| black_box(drt.metrics().render(ExpositionFormat::Protobuf).unwrap()))
+        });
+        group.bench_function(
+            BenchmarkId::new("prometheus_gather_protobufencoder", mix.name()),
+            |b| {
+                b.iter(|| {
+                    let mut out = Vec::new();
+                    prometheus::ProtobufEncoder::new()
+                        .encode(&prom.gather(), &mut out)
+                        .unwrap();
+                    black_box(out)
+                })
+            },
+        );
+        group.bench_function(
+            BenchmarkId::new("prometheus_client_protobuf", mix.name()),
+            |b| {
+                b.iter(|| {
+                    let set = prometheus_client::encoding::protobuf::encode(&pc).unwrap();
+                    black_box(prost_for_prometheus_client::Message::encode_to_vec(&set))
+                })
+            },
+        );
         // What a gzip-accepting scraper (Prometheus) costs: the same text and
         // the same compressor (flate2, fast level) on both sides.
         group.bench_function(BenchmarkId::new("dynamo_gzip", mix.name()), |b| {
@@ -268,6 +297,35 @@ fn bench_scrape(c: &mut Criterion) {
                     black_box(gzip(out.as_bytes()).unwrap())
                 })
             },
+        );
+        group.bench_function(BenchmarkId::new("dynamo_protobuf_gzip", mix.name()), |b| {
+            b.iter(|| {
+                let bytes = drt.metrics().render(ExpositionFormat::Protobuf).unwrap();
+                black_box(gzip(&bytes).unwrap())
+            })
+        });
+        group.bench_function(
+            BenchmarkId::new("prometheus_client_protobuf_gzip", mix.name()),
+            |b| {
+                b.iter(|| {
+                    let set = prometheus_client::encoding::protobuf::encode(&pc).unwrap();
+                    black_box(
+                        gzip(&prost_for_prometheus_client::Message::encode_to_vec(&set)).unwrap(),
+                    )
+                })
+            },
+        );
+        let proto = drt.metrics().render(ExpositionFormat::Protobuf).unwrap();
+        let pc_proto = prost_for_prometheus_client::Message::encode_to_vec(
+            &prometheus_client::encoding::protobuf::encode(&pc).unwrap(),
+        );
+        eprintln!(
+            "{}: protobuf {} bytes, gzip'd {} bytes; prometheus-client protobuf {} bytes, gzip'd {} bytes",
+            mix.name(),
+            proto.len(),
+            gzip(&proto).unwrap().len(),
+            pc_proto.len(),
+            gzip(&pc_proto).unwrap().len()
         );
         let ours = drt.metrics().prometheus_metrics_fmt().unwrap();
         let mut theirs = String::new();

@@ -165,16 +165,21 @@ impl NativeBuckets {
 
     /// Reads every bucket.
     pub fn snapshot(&self) -> NativeSnapshot {
-        let mut s = NativeSnapshot {
-            zero_count: self.zero.load(Ordering::Relaxed),
-            nan_count: self.nan.load(Ordering::Relaxed),
-            ..NativeSnapshot::default()
-        };
+        let mut s = NativeSnapshot::default();
+        self.snapshot_into(&mut s);
+        s
+    }
+
+    /// Reads every bucket into `s`, reusing its buffers.
+    pub(crate) fn snapshot_into(&self, s: &mut NativeSnapshot) {
+        s.zero_count = self.zero.load(Ordering::Relaxed);
+        s.nan_count = self.nan.load(Ordering::Relaxed);
+        s.positive.clear();
+        s.negative.clear();
         self.positive.read(&mut s.positive);
         if let Some(negative) = self.negative.get() {
             negative.read(&mut s.negative);
         }
-        s
     }
 }
 

@@ -18,7 +18,7 @@
 use super::Encoder;
 use crate::metrics::expfmt::ParsedSample;
 use crate::metrics::histogram::ExemplarSlots;
-use crate::metrics::native::{NativeBuckets, SCHEMA, ZERO_THRESHOLD};
+use crate::metrics::native::{NativeBuckets, NativeSnapshot, SCHEMA, ZERO_THRESHOLD};
 use crate::metrics::sample::SeriesValue;
 use crate::metrics::spec::PromType;
 use prometheus::proto;
@@ -220,11 +220,16 @@ pub(crate) struct ProtobufEncoder {
     help: Option<String>,
     prom_type: Option<PromType>,
     metrics: Vec<u8>,
-    /// Scratch buffers, one per nesting level.
+    /// The metric being written: its labels (and timestamp).
     metric: Vec<u8>,
+    /// Its value message, when it is not a number (written in `metric`),
+    /// and the field it goes in.
     inner: Vec<u8>,
+    inner_field: Option<u32>,
+    /// Scratch buffers.
     nested: Vec<u8>,
     unescaped: String,
+    native: NativeSnapshot,
     /// The open family's callback histograms or summaries, by label text.
     aggregates: BTreeMap<String, ExternalAggregate>,
 }
@@ -272,8 +277,19 @@ impl ProtobufEncoder {
             label_pair(&mut metric, field::METRIC_LABEL, name, value)
         });
         self.metric = metric;
+        self.inner_field = None;
         body(self);
-        wire::bytes(&mut self.metrics, field::FAMILY_METRIC, &self.metric);
+        // The value message goes straight from `inner` to the family.
+        let inner_len = match self.inner_field {
+            Some(_) => 1 + wire::varint_len(self.inner.len() as u64) + self.inner.len(),
+            None => 0,
+        };
+        wire::key(&mut self.metrics, field::FAMILY_METRIC, LEN);
+        wire::varint(&mut self.metrics, (self.metric.len() + inner_len) as u64);
+        self.metrics.extend_from_slice(&self.metric);
+        if let Some(f) = self.inner_field {
+            wire::bytes(&mut self.metrics, f, &self.inner);
+        }
     }
 
     /// Appends the value field of a counter, gauge or untyped metric.
@@ -296,21 +312,34 @@ impl ProtobufEncoder {
     ) {
         let body = &mut self.inner;
         body.clear();
-        let native = native.map(NativeBuckets::snapshot);
-        let count = native.as_ref().map_or(h.get_sample_count(), |n| n.count());
+        self.inner_field = Some(field::METRIC_HISTOGRAM);
+        let native = native.map(|n| {
+            n.snapshot_into(&mut self.native);
+            &self.native
+        });
+        let count = native.map_or(h.get_sample_count(), NativeSnapshot::count);
         wire::uint(body, field::SAMPLE_COUNT, count);
         wire::double(body, field::SAMPLE_SUM, h.get_sample_sum());
         let exemplars = exemplars.filter(|e| e.any());
         let buckets = h.get_bucket();
         for (i, b) in buckets.iter().enumerate() {
-            let nested = &mut self.nested;
-            wire::message(body, field::HISTOGRAM_BUCKET, nested, |m| {
-                wire::uint(m, field::BUCKET_CUMULATIVE_COUNT, b.cumulative_count());
-                wire::double(m, field::BUCKET_UPPER_BOUND, b.upper_bound());
-                if let Some(e) = exemplars.and_then(|e| e.get(i)) {
-                    exemplar(m, &mut self.unescaped, &e);
+            let cumulative = b.cumulative_count();
+            match exemplars.and_then(|e| e.get(i)) {
+                None => {
+                    // Count and bound: the length is known.
+                    wire::key(body, field::HISTOGRAM_BUCKET, LEN);
+                    wire::varint(body, (1 + wire::varint_len(cumulative) + 9) as u64);
+                    wire::uint(body, field::BUCKET_CUMULATIVE_COUNT, cumulative);
+                    wire::double(body, field::BUCKET_UPPER_BOUND, b.upper_bound());
                 }
-            });
+                Some(e) => {
+                    wire::message(body, field::HISTOGRAM_BUCKET, &mut self.nested, |m| {
+                        wire::uint(m, field::BUCKET_CUMULATIVE_COUNT, cumulative);
+                        wire::double(m, field::BUCKET_UPPER_BOUND, b.upper_bound());
+                        exemplar(m, &mut self.unescaped, &e);
+                    });
+                }
+            }
         }
         // The +Inf bucket is implied by the count, unless it has an exemplar.
         if let Some(e) = exemplars.and_then(|e| e.get(buckets.len())) {
@@ -345,13 +374,17 @@ impl ProtobufEncoder {
                 n.negative.is_empty(),
             );
         }
-        wire::bytes(&mut self.metric, field::METRIC_HISTOGRAM, body);
     }
 
     fn write_aggregate(&mut self, prom_type: PromType, labels: &str, a: &ExternalAggregate) {
         self.metric(labels, |enc| {
             let body = &mut enc.inner;
             body.clear();
+            enc.inner_field = Some(if prom_type == PromType::Summary {
+                field::METRIC_SUMMARY
+            } else {
+                field::METRIC_HISTOGRAM
+            });
             wire::uint(body, field::SAMPLE_COUNT, a.count as u64);
             wire::double(body, field::SAMPLE_SUM, a.sum);
             let (f, first, second) = match prom_type {
@@ -377,12 +410,6 @@ impl ProtobufEncoder {
                     }
                 });
             }
-            let outer = if prom_type == PromType::Summary {
-                field::METRIC_SUMMARY
-            } else {
-                field::METRIC_HISTOGRAM
-            };
-            wire::bytes(&mut enc.metric, outer, body);
             if let Some(ms) = a.timestamp {
                 wire::uint(&mut enc.metric, field::METRIC_TIMESTAMP_MS, ms as u64);
             }
@@ -406,6 +433,18 @@ fn exemplar(out: &mut Vec<u8>, scratch: &mut String, e: &crate::metrics::histogr
     wire::bytes(out, field::BUCKET_EXEMPLAR, &body);
 }
 
+/// Writes one `BucketSpan` field.
+fn span(out: &mut Vec<u8>, span_field: u32, offset: i32, length: u64) {
+    let offset = wire::zigzag(i64::from(offset));
+    wire::key(out, span_field, LEN);
+    wire::varint(
+        out,
+        (2 + wire::varint_len(offset) + wire::varint_len(length)) as u64,
+    );
+    wire::uint(out, field::SPAN_OFFSET, offset);
+    wire::uint(out, field::SPAN_LENGTH, length);
+}
+
 /// Writes the spans and the packed count deltas of one sign's native
 /// buckets (sorted by index). With `noop_if_empty`, no buckets is one span
 /// of length 0.
@@ -419,10 +458,7 @@ fn spans(
 ) {
     if buckets.is_empty() {
         if noop_if_empty {
-            wire::message(out, span_field, scratch, |m| {
-                wire::uint(m, field::SPAN_OFFSET, 0);
-                wire::uint(m, field::SPAN_LENGTH, 0);
-            });
+            span(out, span_field, 0, 0);
         }
         return;
     }
@@ -438,11 +474,7 @@ fn spans(
             None => first,
             Some(last) => first - last - 1,
         };
-        wire::message(out, span_field, scratch, |m| {
-            wire::key(m, field::SPAN_OFFSET, VARINT);
-            wire::varint(m, wire::zigzag(i64::from(offset)));
-            wire::uint(m, field::SPAN_LENGTH, (end - start) as u64);
-        });
+        span(out, span_field, offset, (end - start) as u64);
         previous_end = Some(buckets[end - 1].0);
         start = end;
     }
