@@ -1,18 +1,19 @@
-//! [`Histogram`]: the `prometheus` crate's histogram (its buckets, sum and
-//! count) with an exemplar per bucket and native buckets
-//! ([`super::native`]) beside it; [`LocalHistogram`], its thread-local
-//! buffer; and [`Exemplar`], the labels one carries.
+//! [`Histogram`]: classic buckets, sum and count, with an exemplar per
+//! bucket and native buckets ([`super::native`]) beside them;
+//! [`LocalHistogram`], its thread-local buffer; and [`Exemplar`], the labels
+//! one carries.
 //!
 //! Exemplars are written in OpenMetrics only (text 0.0.4 has no syntax for
 //! them). Each bucket keeps the last exemplar recorded in it; the slots are
 //! allocated on the first exemplar, so a histogram that never gets one costs
-//! nothing more than the crate's.
+//! nothing for them.
 
 use super::native::{NativeBuckets, NativeSnapshot};
 use super::text::write_label_pairs;
 use crate::MetricsError;
 use parking_lot::Mutex;
 use prometheus::HistogramOpts;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -107,8 +108,7 @@ impl ExemplarSlots {
         let slots = self
             .slots
             .get_or_init(|| (0..=self.bounds.len()).map(|_| Mutex::new(None)).collect());
-        // The bucket the value is counted in: the first bound >= value.
-        let i = self.bounds.partition_point(|b| *b < value);
+        let i = classic_bucket(&self.bounds, value);
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -130,10 +130,36 @@ impl ExemplarSlots {
     }
 }
 
-/// A histogram: classic buckets (the `prometheus` crate's
-/// [`prometheus::Histogram`]: the same buckets, sum and count in every
+/// The classic bucket of `value` among increasing `bounds`: the first bound
+/// at or above it, `bounds.len()` (`+Inf`) for a larger value or NaN.
+#[inline]
+fn classic_bucket(bounds: &[f64], value: f64) -> usize {
+    // `b < value` would put NaN in the first bucket; this puts it in +Inf.
+    bounds.partition_point(|b| {
+        b.partial_cmp(&value) == Some(std::cmp::Ordering::Less) || value.is_nan()
+    })
+}
+
+/// What a [`Histogram`] handle shares.
+struct Core {
+    desc: prometheus::core::Desc,
+    /// Upper bounds of the classic buckets, `+Inf` implied.
+    bounds: Box<[f64]>,
+    /// Observations per classic bucket (not cumulative), `+Inf` last.
+    counts: Box<[AtomicU64]>,
+    /// The sum of the observations, as `f64` bits.
+    sum: AtomicU64,
+    native: NativeBuckets,
+    exemplars: ExemplarSlots,
+}
+
+/// A histogram: classic buckets (the same buckets, sum and count in every
 /// format), native buckets beside them (written in the protobuf exposition;
 /// see [`super::native`]), and an exemplar per classic bucket.
+///
+/// An observation is two atomic adds and a compare-and-swap (bucket, native
+/// bucket, sum); the count is the sum of the buckets, so a scrape always
+/// sees the two agree.
 ///
 /// ```
 /// use dynamo_runtime::{DistributedRuntime, Exemplar, ExpositionFormat, MetricsRegistry};
@@ -150,43 +176,60 @@ impl ExemplarSlots {
 /// ```
 #[derive(Clone)]
 pub struct Histogram {
-    classic: prometheus::Histogram,
-    native: Arc<NativeBuckets>,
-    exemplars: Arc<ExemplarSlots>,
+    core: Arc<Core>,
 }
 
 impl std::fmt::Debug for Histogram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Histogram")
-            .field("count", &self.classic.get_sample_count())
-            .field("sum", &self.classic.get_sample_sum())
+            .field("name", &self.core.desc.fq_name)
+            .field("count", &self.get_sample_count())
+            .field("sum", &self.get_sample_sum())
             .finish_non_exhaustive()
     }
 }
 
 impl Histogram {
-    /// A histogram of the crate's options (`opts.buckets` resolved).
+    /// A histogram of the crate's options: its name, help and constant
+    /// labels (validated as the crate does), and its buckets (checked by the
+    /// caller: finite and increasing; `+Inf` is implied).
     pub(crate) fn with_opts(opts: HistogramOpts) -> prometheus::Result<Self> {
-        let bounds = opts.buckets.clone();
+        use prometheus::core::Describer as _;
+        let desc = opts.describe()?;
+        let bounds: Box<[f64]> = opts
+            .buckets
+            .iter()
+            .copied()
+            .filter(|b| b.is_finite())
+            .collect();
+        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
         Ok(Self {
-            classic: prometheus::Histogram::with_opts(opts)?,
-            native: Arc::default(),
-            exemplars: Arc::new(ExemplarSlots::new(&bounds)),
+            core: Arc::new(Core {
+                desc,
+                exemplars: ExemplarSlots::new(&bounds),
+                bounds,
+                counts,
+                sum: AtomicU64::new(0f64.to_bits()),
+                native: NativeBuckets::default(),
+            }),
         })
     }
 
     /// Observes `value`, in the classic and the native buckets.
     #[inline]
     pub fn observe(&self, value: f64) {
-        self.classic.observe(value);
-        self.native.observe(value);
+        let core = &*self.core;
+        let i = classic_bucket(&core.bounds, value);
+        core.counts[i].fetch_add(1, Ordering::Relaxed);
+        add_f64(&core.sum, value);
+        core.native.observe(value);
     }
 
     /// Observes `value` and keeps `exemplar` as the exemplar of the bucket
     /// the value falls in (replacing the one before).
     pub fn observe_with_exemplar(&self, value: f64, exemplar: &Exemplar) {
         self.observe(value);
-        self.exemplars.record(value, exemplar);
+        self.core.exemplars.record(value, exemplar);
     }
 
     /// Observes `value`, with `exemplar` when there is one (for a caller
@@ -201,7 +244,7 @@ impl Histogram {
     /// Keeps `exemplar` for `value` without observing it: for a value counted
     /// another way already (through a [`LocalHistogram`] of this histogram).
     pub fn record_exemplar(&self, value: f64, exemplar: &Exemplar) {
-        self.exemplars.record(value, exemplar);
+        self.core.exemplars.record(value, exemplar);
     }
 
     /// A buffer for one thread's observations, added to this histogram when
@@ -222,62 +265,97 @@ impl Histogram {
     /// ```
     pub fn local(&self) -> LocalHistogram {
         LocalHistogram {
-            classic: self.classic.local(),
-            native: self.native.clone(),
+            histogram: self.clone(),
             pending: Default::default(),
         }
     }
 
-    /// Observations so far (classic count).
+    /// Observations so far: the sum of the buckets.
     pub fn get_sample_count(&self) -> u64 {
-        self.classic.get_sample_count()
+        self.core
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Sum of the observations so far.
     pub fn get_sample_sum(&self) -> f64 {
-        self.classic.get_sample_sum()
+        f64::from_bits(self.core.sum.load(Ordering::Relaxed))
     }
 
     /// The name, help and constant labels (as the `prometheus` crate's
     /// `Collector::desc` gives them).
     pub fn desc(&self) -> Vec<&prometheus::core::Desc> {
-        use prometheus::core::Collector as _;
-        self.classic.desc()
+        vec![&self.core.desc]
     }
 
     /// A read of the native buckets.
     pub fn native_snapshot(&self) -> NativeSnapshot {
-        self.native.snapshot()
+        self.core.native.snapshot()
     }
 
-    /// The classic buckets, count and sum, read together.
-    pub(crate) fn classic_snapshot(&self) -> prometheus::proto::Metric {
-        use prometheus::core::Metric as _;
-        self.classic.metric()
+    /// The upper bounds of the classic buckets (`+Inf` implied).
+    pub(crate) fn bounds(&self) -> &[f64] {
+        &self.core.bounds
+    }
+
+    /// Calls `f(i, cumulative count)` for each classic bucket, `+Inf` last
+    /// (`i == bounds().len()`), and returns the count: the last cumulative.
+    #[inline]
+    pub(crate) fn for_each_cumulative(&self, mut f: impl FnMut(usize, u64)) -> u64 {
+        let mut cumulative = 0;
+        for (i, c) in self.core.counts.iter().enumerate() {
+            cumulative += c.load(Ordering::Relaxed);
+            f(i, cumulative);
+        }
+        cumulative
     }
 
     pub(crate) fn native(&self) -> &NativeBuckets {
-        &self.native
+        &self.core.native
     }
 
     pub(crate) fn exemplar_slots(&self) -> &ExemplarSlots {
-        &self.exemplars
+        &self.core.exemplars
+    }
+}
+
+/// Adds `v` to the `f64` whose bits `cell` holds.
+#[inline]
+fn add_f64(cell: &AtomicU64, v: f64) {
+    let mut old = cell.load(Ordering::Relaxed);
+    loop {
+        let new = (f64::from_bits(old) + v).to_bits();
+        match cell.compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => old = now,
+        }
     }
 }
 
 /// Observations of one [`Histogram`] buffered in one thread, added to it on
 /// [`flush`](Self::flush) and on drop.
 pub struct LocalHistogram {
-    classic: prometheus::local::LocalHistogram,
-    native: Arc<NativeBuckets>,
+    histogram: Histogram,
+    pending: std::cell::RefCell<LocalCounts>,
+}
+
+/// What a [`LocalHistogram`] holds until it flushes.
+#[derive(Default)]
+struct LocalCounts {
+    /// Per classic bucket, allocated on the first observation.
+    counts: Vec<u64>,
+    sum: f64,
+    observed: u64,
     /// Values not yet in the native buckets.
-    pending: std::cell::RefCell<Vec<f64>>,
+    values: Vec<f64>,
 }
 
 impl std::fmt::Debug for LocalHistogram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalHistogram")
-            .field("pending", &self.pending.borrow().len())
+            .field("pending", &self.pending.borrow().observed)
             .finish_non_exhaustive()
     }
 }
@@ -286,20 +364,38 @@ impl LocalHistogram {
     /// Buffers one observation.
     #[inline]
     pub fn observe(&self, value: f64) {
-        self.classic.observe(value);
-        self.pending.borrow_mut().push(value);
+        let bounds = self.histogram.bounds();
+        let mut p = self.pending.borrow_mut();
+        if p.counts.is_empty() {
+            p.counts = vec![0; bounds.len() + 1];
+        }
+        p.counts[classic_bucket(bounds, value)] += 1;
+        p.sum += value;
+        p.observed += 1;
+        p.values.push(value);
     }
 
     /// Observations buffered since the last flush.
     pub fn get_sample_count(&self) -> u64 {
-        self.classic.get_sample_count()
+        self.pending.borrow().observed
     }
 
     /// Adds the buffered observations to the histogram.
     pub fn flush(&self) {
-        self.classic.flush();
-        for v in self.pending.borrow_mut().drain(..) {
-            self.native.observe(v);
+        let mut p = self.pending.borrow_mut();
+        if p.observed == 0 {
+            return;
+        }
+        let core = &*self.histogram.core;
+        for (cell, n) in core.counts.iter().zip(p.counts.iter_mut()) {
+            if *n > 0 {
+                cell.fetch_add(std::mem::take(n), Ordering::Relaxed);
+            }
+        }
+        add_f64(&core.sum, std::mem::take(&mut p.sum));
+        p.observed = 0;
+        for v in p.values.drain(..) {
+            core.native.observe(v);
         }
     }
 }
@@ -313,6 +409,59 @@ impl Drop for LocalHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cumulative(h: &Histogram) -> Vec<u64> {
+        let mut out = Vec::new();
+        h.for_each_cumulative(|_, c| out.push(c));
+        out
+    }
+
+    #[test]
+    fn values_land_in_the_first_bucket_at_or_above_them() {
+        let h = Histogram::with_opts(HistogramOpts::new("h", "h").buckets(vec![1.0, 2.0])).unwrap();
+        for v in [0.5, 1.0, 1.5, 2.0, 3.0, f64::INFINITY, f64::NAN, -7.0] {
+            h.observe(v);
+        }
+        // le=1: 0.5, 1, -7; le=2: + 1.5, 2; +Inf: + 3, inf, NaN.
+        assert_eq!(cumulative(&h), vec![3, 5, 8]);
+        assert_eq!(h.get_sample_count(), 8);
+        assert!(h.get_sample_sum().is_nan());
+    }
+
+    #[test]
+    fn a_local_histogram_adds_on_flush_and_on_drop() {
+        let h = Histogram::with_opts(HistogramOpts::new("h", "h").buckets(vec![1.0])).unwrap();
+        let local = h.local();
+        local.observe(0.5);
+        local.observe(4.0);
+        assert_eq!(local.get_sample_count(), 2);
+        assert_eq!(h.get_sample_count(), 0);
+        local.flush();
+        assert_eq!((cumulative(&h), h.get_sample_sum()), (vec![1, 2], 4.5));
+        assert_eq!(local.get_sample_count(), 0);
+        local.observe(0.25);
+        drop(local);
+        assert_eq!((cumulative(&h), h.get_sample_sum()), (vec![2, 3], 4.75));
+        assert_eq!(h.native_snapshot().count(), 3);
+    }
+
+    #[test]
+    fn concurrent_observations_are_all_counted() {
+        let h = Histogram::with_opts(HistogramOpts::new("h", "h").buckets(vec![0.5])).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let h = h.clone();
+                s.spawn(move || {
+                    for i in 0..10_000 {
+                        h.observe(f64::from((t + i) % 2));
+                    }
+                });
+            }
+        });
+        assert_eq!(cumulative(&h), vec![20_000, 40_000]);
+        assert_eq!(h.get_sample_sum(), 20_000.0);
+        assert_eq!(h.native_snapshot().count(), 40_000);
+    }
 
     #[test]
     fn an_exemplar_lands_in_the_bucket_of_its_value() {

@@ -111,12 +111,7 @@ impl Sealed for Histogram {
         Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
     }
     fn with_value<R>(&self, f: impl FnOnce(SeriesValue<'_>) -> R) -> R {
-        let snapshot = self.classic_snapshot();
-        f(SeriesValue::Histogram {
-            snapshot: snapshot.get_histogram(),
-            exemplars: Some(self.exemplar_slots()),
-            native: Some(self.native()),
-        })
+        f(SeriesValue::Histogram(self))
     }
     fn number(&self) -> Option<SeriesValue<'static>> {
         None

@@ -213,9 +213,9 @@ fn collect_keys(keys: &mut HashSet<String>, name: &str, labels: &str, value: Ser
     };
     match value {
         SeriesValue::Float(_) | SeriesValue::Int(_) => key("", None),
-        SeriesValue::Histogram { snapshot, .. } => {
-            for bucket in snapshot.get_bucket() {
-                key("_bucket", Some(bucket.upper_bound()));
+        SeriesValue::Histogram(h) => {
+            for bound in h.bounds() {
+                key("_bucket", Some(*bound));
             }
             key("_bucket", Some(f64::INFINITY));
             key("_sum", None);

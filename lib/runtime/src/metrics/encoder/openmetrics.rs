@@ -75,12 +75,9 @@ impl Encoder for OpenMetricsEncoder {
     #[inline]
     fn series(&mut self, name: &str, labels: &str, value: SeriesValue<'_>) {
         match value {
-            SeriesValue::Histogram {
-                snapshot,
-                exemplars: Some(exemplars),
-                ..
-            } if exemplars.any() => {
-                write_histogram(&mut self.out, name, labels, snapshot, |out, bucket| {
+            SeriesValue::Histogram(h) if h.exemplar_slots().any() => {
+                let exemplars = h.exemplar_slots();
+                write_histogram(&mut self.out, name, labels, h, |out, bucket| {
                     if let Some(e) = exemplars.get(bucket) {
                         out.push_str(" # {");
                         out.push_str(e.exemplar.label_text());

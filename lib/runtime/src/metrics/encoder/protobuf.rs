@@ -17,11 +17,10 @@
 
 use super::Encoder;
 use crate::metrics::expfmt::ParsedSample;
-use crate::metrics::histogram::ExemplarSlots;
-use crate::metrics::native::{NativeBuckets, NativeSnapshot, SCHEMA, ZERO_THRESHOLD};
+use crate::metrics::histogram::Histogram;
+use crate::metrics::native::{NativeSnapshot, SCHEMA, ZERO_THRESHOLD};
 use crate::metrics::sample::SeriesValue;
 use crate::metrics::spec::PromType;
-use prometheus::proto;
 use std::collections::BTreeMap;
 
 /// The `Content-Type` of the protobuf exposition.
@@ -229,6 +228,7 @@ pub(crate) struct ProtobufEncoder {
     /// Scratch buffers.
     nested: Vec<u8>,
     unescaped: String,
+    classic: Vec<u64>,
     native: NativeSnapshot,
     /// The open family's callback histograms or summaries, by label text.
     aggregates: BTreeMap<String, ExternalAggregate>,
@@ -304,45 +304,44 @@ impl ProtobufEncoder {
         wire::double(&mut self.metric, field::VALUE, v);
     }
 
-    fn histogram(
-        &mut self,
-        h: &proto::Histogram,
-        exemplars: Option<&ExemplarSlots>,
-        native: Option<&NativeBuckets>,
-    ) {
+    fn histogram(&mut self, h: &Histogram) {
         let body = &mut self.inner;
         body.clear();
         self.inner_field = Some(field::METRIC_HISTOGRAM);
-        let native = native.map(|n| {
-            n.snapshot_into(&mut self.native);
-            &self.native
-        });
-        let count = native.map_or(h.get_sample_count(), NativeSnapshot::count);
+        // The count is the native buckets' (the format requires the two to
+        // agree), read after the classic buckets; a classic bucket read a
+        // moment before is capped at it, so the classic part stays whole.
+        let sum = h.get_sample_sum();
+        let classic = &mut self.classic;
+        classic.clear();
+        h.for_each_cumulative(|_, cumulative| classic.push(cumulative));
+        h.native().snapshot_into(&mut self.native);
+        let count = self.native.count();
         wire::uint(body, field::SAMPLE_COUNT, count);
-        wire::double(body, field::SAMPLE_SUM, h.get_sample_sum());
-        let exemplars = exemplars.filter(|e| e.any());
-        let buckets = h.get_bucket();
-        for (i, b) in buckets.iter().enumerate() {
-            let cumulative = b.cumulative_count();
+        wire::double(body, field::SAMPLE_SUM, sum);
+        let exemplars = Some(h.exemplar_slots()).filter(|e| e.any());
+        let bounds = h.bounds();
+        for (i, bound) in bounds.iter().enumerate() {
+            let cumulative = classic[i].min(count);
             match exemplars.and_then(|e| e.get(i)) {
                 None => {
                     // Count and bound: the length is known.
                     wire::key(body, field::HISTOGRAM_BUCKET, LEN);
                     wire::varint(body, (1 + wire::varint_len(cumulative) + 9) as u64);
                     wire::uint(body, field::BUCKET_CUMULATIVE_COUNT, cumulative);
-                    wire::double(body, field::BUCKET_UPPER_BOUND, b.upper_bound());
+                    wire::double(body, field::BUCKET_UPPER_BOUND, *bound);
                 }
                 Some(e) => {
                     wire::message(body, field::HISTOGRAM_BUCKET, &mut self.nested, |m| {
                         wire::uint(m, field::BUCKET_CUMULATIVE_COUNT, cumulative);
-                        wire::double(m, field::BUCKET_UPPER_BOUND, b.upper_bound());
+                        wire::double(m, field::BUCKET_UPPER_BOUND, *bound);
                         exemplar(m, &mut self.unescaped, &e);
                     });
                 }
             }
         }
         // The +Inf bucket is implied by the count, unless it has an exemplar.
-        if let Some(e) = exemplars.and_then(|e| e.get(buckets.len())) {
+        if let Some(e) = exemplars.and_then(|e| e.get(bounds.len())) {
             let nested = &mut self.nested;
             wire::message(body, field::HISTOGRAM_BUCKET, nested, |m| {
                 wire::uint(m, field::BUCKET_CUMULATIVE_COUNT, count);
@@ -350,30 +349,29 @@ impl ProtobufEncoder {
                 exemplar(m, &mut self.unescaped, &e);
             });
         }
-        if let Some(n) = native {
-            wire::key(body, field::SCHEMA, VARINT);
-            wire::varint(body, wire::zigzag(i64::from(SCHEMA)));
-            wire::double(body, field::ZERO_THRESHOLD, ZERO_THRESHOLD);
-            wire::uint(body, field::ZERO_COUNT, n.zero_count);
-            spans(
-                body,
-                &mut self.nested,
-                field::NEGATIVE_SPAN,
-                field::NEGATIVE_DELTA,
-                &n.negative,
-                false,
-            );
-            // A native histogram without buckets still has a span (of none),
-            // or it would read as a classic one.
-            spans(
-                body,
-                &mut self.nested,
-                field::POSITIVE_SPAN,
-                field::POSITIVE_DELTA,
-                &n.positive,
-                n.negative.is_empty(),
-            );
-        }
+        let n = &self.native;
+        wire::key(body, field::SCHEMA, VARINT);
+        wire::varint(body, wire::zigzag(i64::from(SCHEMA)));
+        wire::double(body, field::ZERO_THRESHOLD, ZERO_THRESHOLD);
+        wire::uint(body, field::ZERO_COUNT, n.zero_count);
+        spans(
+            body,
+            &mut self.nested,
+            field::NEGATIVE_SPAN,
+            field::NEGATIVE_DELTA,
+            &n.negative,
+            false,
+        );
+        // A native histogram without buckets still has a span (of none),
+        // or it would read as a classic one.
+        spans(
+            body,
+            &mut self.nested,
+            field::POSITIVE_SPAN,
+            field::POSITIVE_DELTA,
+            &n.positive,
+            n.negative.is_empty(),
+        );
     }
 
     fn write_aggregate(&mut self, prom_type: PromType, labels: &str, a: &ExternalAggregate) {
@@ -504,11 +502,7 @@ impl Encoder for ProtobufEncoder {
         self.metric(labels, |enc| match value {
             SeriesValue::Float(v) => enc.number(prom_type, v),
             SeriesValue::Int(v) => enc.number(prom_type, v as f64),
-            SeriesValue::Histogram {
-                snapshot,
-                exemplars,
-                native,
-            } => enc.histogram(snapshot, exemplars, native),
+            SeriesValue::Histogram(h) => enc.histogram(h),
         });
     }
 

@@ -8,7 +8,7 @@ use crate::metrics::expfmt::ParsedSample;
 use crate::metrics::sample::SeriesValue;
 use crate::metrics::spec::PromType;
 use crate::metrics::text::{escape_help, write_f64, write_int, write_sample_key};
-use prometheus::proto;
+use crate::metrics::Histogram;
 
 /// The `Content-Type` of text format 0.0.4.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -93,9 +93,7 @@ pub(crate) fn write_series(out: &mut String, name: &str, labels: &str, value: Se
             write_int(out, v);
             out.push('\n');
         }
-        SeriesValue::Histogram { snapshot, .. } => {
-            write_histogram(out, name, labels, snapshot, |_, _| {})
-        }
+        SeriesValue::Histogram(h) => write_histogram(out, name, labels, h, |_, _| {}),
     }
 }
 
@@ -112,24 +110,23 @@ pub(crate) fn write_histogram(
     out: &mut String,
     name: &str,
     labels: &str,
-    h: &proto::Histogram,
+    h: &Histogram,
     mut after_bucket: impl FnMut(&mut String, usize),
 ) {
-    let buckets = h.get_bucket();
-    for (i, bucket) in buckets.iter().enumerate() {
-        write_key(out, name, "_bucket", labels, Some(bucket.upper_bound()));
-        write_int(out, bucket.cumulative_count());
+    // The count is the buckets' total, so `+Inf` and `_count` agree.
+    let sum = h.get_sample_sum();
+    let bounds = h.bounds();
+    let count = h.for_each_cumulative(|i, cumulative| {
+        let le = bounds.get(i).copied().unwrap_or(f64::INFINITY);
+        write_key(out, name, "_bucket", labels, Some(le));
+        write_int(out, cumulative);
         after_bucket(out, i);
         out.push('\n');
-    }
-    write_key(out, name, "_bucket", labels, Some(f64::INFINITY));
-    write_int(out, h.get_sample_count());
-    after_bucket(out, buckets.len());
-    out.push('\n');
+    });
     write_key(out, name, "_sum", labels, None);
-    write_f64(out, h.get_sample_sum());
+    write_f64(out, sum);
     out.push('\n');
     write_key(out, name, "_count", labels, None);
-    write_int(out, h.get_sample_count());
+    write_int(out, count);
     out.push('\n');
 }
