@@ -6,7 +6,10 @@ and keeps the engine gauges (KV-cache blocks, waiting requests) as a paged
 engine would: each running request holds one block per 16 tokens of prompt
 and output. A request with a negative ``temperature`` is refused with a
 ``ValueError``, as a real engine validates its sampling options: the client
-gets an OpenAI error and the metrics count it.
+gets an OpenAI error and the metrics count it. Its handler takes the request's
+``Context`` too: the engine's own time-to-first-token histogram carries each
+request's id and trace id as an exemplar (the frontend's response id, and the
+``traceparent`` the client sent), and a request whose client went away stops.
 
     nats-server -p 4222 &
     dynamo serve --nats nats://127.0.0.1:4222 --role frontend --http 0.0.0.0:8080 &
@@ -20,11 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
 from dynamo.llm import EngineMetrics, register_llm
-from dynamo.runtime import DistributedRuntime, shutdown_signal
+from dynamo.prometheus_metrics import Histogram
+from dynamo.runtime import Context, DistributedRuntime, shutdown_signal
 
 BLOCK_SIZE = 16
 TOTAL_BLOCKS = 256
@@ -33,8 +38,9 @@ TOTAL_BLOCKS = 256
 class ToyEngine:
     """Generation and the bookkeeping behind the engine gauges."""
 
-    def __init__(self, metrics: EngineMetrics, itl: float) -> None:
+    def __init__(self, metrics: EngineMetrics, first_token: Histogram, itl: float) -> None:
         self.metrics = metrics
+        self.first_token = first_token
         self.itl = itl
         self.active_blocks = 0
         self.metrics.set_kv_stats(0, TOTAL_BLOCKS)
@@ -46,8 +52,9 @@ class ToyEngine:
     def _publish(self) -> None:
         self.metrics.set_kv_stats(min(self.active_blocks, TOTAL_BLOCKS), TOTAL_BLOCKS)
 
-    async def generate(self, request: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+    async def generate(self, request: dict[str, Any], context: Context) -> AsyncGenerator[dict[str, Any], None]:
         """The handler: the preprocessed request in, token ids out."""
+        arrived = time.monotonic()
         prompt: list[int] = request["token_ids"] or [0]
         stop = request.get("stop_conditions") or {}
         max_tokens = int(stop.get("max_tokens") or request.get("max_tokens") or 16)
@@ -59,7 +66,11 @@ class ToyEngine:
         self._publish()
         try:
             for i in range(max_tokens):
+                if context.is_cancelled():
+                    return
                 await asyncio.sleep(self.itl)
+                if i == 0:
+                    self.first_token.observe_with_exemplar(time.monotonic() - arrived, context.exemplar())
                 grown = self._blocks(len(prompt) + i + 1)
                 if grown > held:
                     self.active_blocks += grown - held
@@ -75,7 +86,12 @@ class ToyEngine:
 async def serve(model: str, itl: float) -> None:
     drt = DistributedRuntime()
     endpoint = drt.namespace("dynamo").component("toy").endpoint("generate")
-    engine = ToyEngine(EngineMetrics(endpoint), itl)
+    first_token = endpoint.metrics.create_histogram(
+        "toy_engine_first_token_seconds",
+        "Seconds from a request's arrival at the engine to its first token",
+        buckets=[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0],
+    )
+    engine = ToyEngine(EngineMetrics(endpoint), first_token, itl)
     served = await endpoint.serve_endpoint(engine.generate)
     card = await register_llm(endpoint, model)
     print(f"toy engine serving {model!r}", flush=True)

@@ -49,6 +49,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<llm::RegisteredModel>()?;
     m.add_class::<llm::EngineMetrics>()?;
     m.add_class::<serving::PyServedEndpoint>()?;
+    m.add_class::<serving::PyContext>()?;
     m.add_class::<serving::PyClient>()?;
     m.add_class::<serving::PyResponseStream>()?;
     m.add_class::<metrics::Counter>()?;

@@ -56,18 +56,104 @@ fn handler_error(e: PyErr) -> HandlerError {
     })
 }
 
-/// Calls the Python handler and streams what its async generator yields.
+/// What a handler that takes a second argument is given: the request's id,
+/// its trace context and whether the caller gave up.
+#[pyclass(module = "dynamo.runtime", name = "Context", frozen)]
+pub struct PyContext {
+    inner: Context,
+}
+
+#[pymethods]
+impl PyContext {
+    /// The request's id: the frontend's response id (`chatcmpl-...`) for
+    /// requests from the frontend, else the request plane's own.
+    fn id(&self) -> String {
+        self.inner.id().to_owned()
+    }
+
+    /// The W3C trace id when the request came with a valid `traceparent`.
+    fn trace_id(&self) -> Option<String> {
+        self.inner.trace_id().map(str::to_owned)
+    }
+
+    /// The `traceparent` header value when the request came with a valid one.
+    fn traceparent(&self) -> Option<String> {
+        self.inner
+            .meta()
+            .traceparent()
+            .map(|t| t.as_str().to_owned())
+    }
+
+    /// True once the caller dropped the request (a client that went away):
+    /// a long generation can stop early.
+    fn is_cancelled(&self) -> bool {
+        self.inner.is_cancelled()
+    }
+
+    /// Labels for `Histogram.observe_with_exemplar`: `request_id`, and
+    /// `trace_id` when there is one.
+    fn exemplar(&self) -> std::collections::HashMap<&'static str, String> {
+        let mut labels = std::collections::HashMap::from([("request_id", self.id())]);
+        if let Some(t) = self.trace_id() {
+            labels.insert("trace_id", t);
+        }
+        labels
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Context id={:?} trace_id={:?}>",
+            self.inner.id(),
+            self.inner.trace_id()
+        )
+    }
+}
+
+/// True when `handler` takes a second positional argument (the context).
+fn takes_context(py: Python<'_>, handler: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let signature = match py.import("inspect")?.call_method1("signature", (handler,)) {
+        Ok(s) => s,
+        // No signature to read (a builtin): the request only.
+        Err(_) => return Ok(false),
+    };
+    let positional = signature
+        .getattr("parameters")?
+        .call_method0("values")?
+        .try_iter()?
+        .filter(|p| {
+            p.as_ref()
+                .ok()
+                .and_then(|p| p.getattr("kind").ok())
+                .and_then(|k| k.getattr("name").ok())
+                .and_then(|n| n.extract::<String>().ok())
+                .is_some_and(|n| {
+                    matches!(
+                        n.as_str(),
+                        "POSITIONAL_ONLY" | "POSITIONAL_OR_KEYWORD" | "VAR_POSITIONAL"
+                    )
+                })
+        })
+        .count();
+    Ok(positional >= 2)
+}
+
+/// Calls the Python handler (with the request, and the context when it
+/// takes one) and streams what its async generator yields.
 fn python_stream(
     handler: &Py<PyAny>,
     locals: &TaskLocals,
     request: Json,
+    ctx: Option<Context>,
 ) -> Result<ResponseStream<Json>, HandlerError> {
     if crate::python_exiting() {
         return Err("the Python interpreter is exiting".into());
     }
     let agen = Python::attach(|py| -> PyResult<Py<PyAny>> {
         let obj = from_json(py, &request)?;
-        let agen = handler.call1(py, (obj,))?;
+        let agen = match ctx {
+            Some(inner) => handler.call1(py, (obj, PyContext { inner }))?,
+            None => handler.call1(py, (obj,))?,
+        };
         if !agen.bind(py).hasattr("__anext__")? {
             return Err(PyTypeError::new_err(
                 "an endpoint handler must be an async generator function (async def ...: yield ...)",
@@ -152,8 +238,10 @@ impl Drop for Generator {
 
 #[pymethods]
 impl PyEndpoint {
-    /// Serves this endpoint: `handler(request)` is an async generator function
-    /// whose yields are the responses. Requests and responses are JSON values.
+    /// Serves this endpoint: `handler(request)` (or `handler(request,
+    /// context)`, given a `Context`: the request's id and trace id) is an
+    /// async generator function whose yields are the responses. Requests and
+    /// responses are JSON values.
     /// Returns a `ServedEndpoint`; the endpoint's automatic metrics are recorded.
     /// With `health_check_payload`, that request goes through the handler every
     /// `health_check_interval` seconds, and `/health` lists the endpoint as
@@ -169,6 +257,7 @@ impl PyEndpoint {
     ) -> PyResult<Bound<'py, PyAny>> {
         let locals = pyo3_async_runtimes::tokio::get_current_locals(py)?;
         let endpoint = self.inner.clone();
+        let with_context = takes_context(py, handler.bind(py))?;
         let handler = Arc::new(handler);
         let health_check = match health_check_payload {
             None => None,
@@ -201,8 +290,9 @@ impl PyEndpoint {
             };
             let served = endpoint
                 .serve_with_options(
-                    move |request: Json, _ctx: Context| {
-                        let result = python_stream(&handler, &locals, request);
+                    move |request: Json, ctx: Context| {
+                        let ctx = with_context.then_some(ctx);
+                        let result = python_stream(&handler, &locals, request, ctx);
                         async move { result }
                     },
                     options,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import scrape
-from dynamo.runtime import DistributedRuntime
+from dynamo.runtime import Context, DistributedRuntime
 
 LABELS = {"dynamo_namespace": "py", "dynamo_component": "worker", "dynamo_endpoint": "generate"}
 DURATION_COUNT = "dynamo_component_request_duration_seconds_count"
@@ -210,6 +210,49 @@ def test_a_handler_left_mid_stream_runs_its_finally_at_once(drt: DistributedRunt
         while not closed and time.monotonic() - left < 5:
             await asyncio.sleep(0.01)
         assert closed, "the generator was not closed within 5 s"
+        await served.stop()
+
+    asyncio.run(main())
+
+
+def test_a_handler_that_takes_a_context_gets_the_request_id_and_cancellation(drt: DistributedRuntime) -> None:
+    """`handler(request, context)`: the request's id (the plane's own for a
+    plain call; the frontend's response id in a deployment), no trace id
+    without a `traceparent`, and `is_cancelled()` turning true once the caller
+    drops the stream (the generator is closed then; its `finally` sees it).
+    Bound methods and one-argument handlers work as before."""
+    seen: list[tuple[str, Any, Any, dict[str, str]]] = []
+    cancelled = asyncio.Event()
+
+    class Engine:
+        async def generate(self, request: dict[str, Any], context: Context) -> AsyncGenerator[dict[str, Any], None]:
+            seen.append((context.id(), context.trace_id(), context.traceparent(), context.exemplar()))
+            try:
+                for i in range(request["n"]):
+                    await asyncio.sleep(0.005)
+                    yield {"i": i}
+            finally:
+                # Closed because the caller went away: the context says so.
+                if context.is_cancelled():
+                    cancelled.set()
+
+    async def main() -> None:
+        endpoint = drt.namespace("py").component("worker").endpoint("generate")
+        served = await endpoint.serve_endpoint(Engine().generate)
+        client = await endpoint.client()
+        await client.wait_for_instances(5.0)
+        items = [item async for item in await client.round_robin({"n": 2})]
+        assert items == [{"i": 0}, {"i": 1}]
+        request_id, trace_id, traceparent, exemplar = seen[0]
+        assert len(request_id) == 16 and int(request_id, 16) >= 0
+        assert trace_id is None and traceparent is None
+        assert exemplar == {"request_id": request_id}
+        stream = await client.round_robin({"n": 10_000})
+        async for _ in stream:
+            break
+        del stream
+        gc.collect()
+        await asyncio.wait_for(cancelled.wait(), 10.0)
         await served.stop()
 
     asyncio.run(main())

@@ -158,6 +158,41 @@ def test_a_client_that_goes_away_mid_stream_cancels_the_engine(deployment: Deplo
     assert frontend(deployment, "dynamo_frontend_inflight_requests") == 0
 
 
+def test_the_engine_sees_the_request_id_and_trace_and_records_them_as_exemplars(deployment: Deployment) -> None:
+    """A handler that takes a `Context` gets the frontend's response id and the
+    client's `traceparent` trace id; the toy engine's own histogram carries
+    them as an exemplar, read by prometheus_client's OpenMetrics parser."""
+    import urllib.request
+
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    traceparent = f"00-{trace_id}-b7ad6b7169203331-01"
+    response = client(deployment).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "trace me"}],
+        max_tokens=3,
+        extra_headers={"traceparent": traceparent},
+    )
+    assert response.id.startswith("chatcmpl-")
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+    def exemplars() -> list[dict[str, str]]:
+        request = urllib.request.Request(f"http://127.0.0.1:{deployment.system}/metrics", headers={"Accept": accept})
+        with urllib.request.urlopen(request, timeout=DEADLINE) as r:
+            text = r.read().decode()
+        return [
+            dict(s.exemplar.labels)
+            for f in text_string_to_metric_families(text)  # type: ignore[no-untyped-call]
+            if f.name == "dynamo_component_toy_engine_first_token_seconds"
+            for s in f.samples
+            if s.exemplar is not None
+        ]
+
+    want = {"request_id": response.id, "trace_id": trace_id}
+    settled(lambda: want in exemplars(), f"the engine's exemplar {want}")
+
+
 def test_the_frontend_metrics_are_gzipped_for_a_scraper_that_asks(deployment: Deployment) -> None:
     import gzip
     import urllib.request

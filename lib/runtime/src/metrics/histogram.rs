@@ -94,6 +94,9 @@ pub(crate) struct Recorded {
 pub struct ExemplarSlots {
     bounds: Box<[f64]>,
     slots: OnceLock<Box<[Mutex<Option<Recorded>>]>>,
+    /// Bit `i` set once slot `i` holds an exemplar (bit 63: any slot from
+    /// 63 on), so a scrape locks only the slots that have one.
+    filled: AtomicU64,
 }
 
 impl ExemplarSlots {
@@ -101,6 +104,7 @@ impl ExemplarSlots {
         Self {
             bounds: bounds.into(),
             slots: OnceLock::new(),
+            filled: AtomicU64::new(0),
         }
     }
 
@@ -117,11 +121,26 @@ impl ExemplarSlots {
             value,
             timestamp,
         });
+        self.filled.fetch_or(Self::bit(i), Ordering::Relaxed);
     }
 
     /// The exemplar of bucket `i` (`bounds.len()` for `+Inf`), if any.
     pub(crate) fn get(&self, i: usize) -> Option<Recorded> {
-        self.slots.get()?.get(i)?.lock().clone()
+        self.with(i, Recorded::clone)
+    }
+
+    /// Calls `f` with the exemplar of bucket `i`, if any, under its lock
+    /// (no copy).
+    #[inline]
+    pub(crate) fn with<R>(&self, i: usize, f: impl FnOnce(&Recorded) -> R) -> Option<R> {
+        if self.filled.load(Ordering::Relaxed) & Self::bit(i) == 0 {
+            return None;
+        }
+        self.slots.get()?.get(i)?.lock().as_ref().map(f)
+    }
+
+    fn bit(i: usize) -> u64 {
+        1 << i.min(63)
     }
 
     /// True once any exemplar was recorded.

@@ -78,14 +78,14 @@ impl Encoder for OpenMetricsEncoder {
             SeriesValue::Histogram(h) if h.exemplar_slots().any() => {
                 let exemplars = h.exemplar_slots();
                 write_histogram(&mut self.out, name, labels, h, |out, bucket| {
-                    if let Some(e) = exemplars.get(bucket) {
+                    exemplars.with(bucket, |e| {
                         out.push_str(" # {");
                         out.push_str(e.exemplar.label_text());
                         out.push_str("} ");
                         write_f64(out, e.value);
                         out.push(' ');
                         write_f64(out, e.timestamp);
-                    }
+                    });
                 });
             }
             _ => write_series(&mut self.out, name, labels, value),

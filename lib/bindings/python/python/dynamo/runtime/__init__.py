@@ -6,6 +6,7 @@ import signal
 from dynamo._core import (
     Client,
     Component,
+    Context,
     DistributedRuntime,
     Endpoint,
     Metrics,
@@ -17,6 +18,7 @@ from dynamo._core import (
 __all__ = [
     "Client",
     "Component",
+    "Context",
     "DistributedRuntime",
     "Endpoint",
     "Metrics",
