@@ -4,7 +4,8 @@
 //! frontend ([`http`]) with the `dynamo_frontend_*` metrics ([`metrics`]), a
 //! preprocessor with a real BPE tokenizer ([`preprocessor`]), a mock engine
 //! ([`mocker`]) served as a worker, the model registry that connects them
-//! ([`registry`]), and the load generator behind `dynamo load` ([`load`]).
+//! ([`registry`]), the load generator behind `dynamo load` ([`load`]), and
+//! the terminal view behind `dynamo top` ([`top`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
@@ -16,6 +17,7 @@ pub mod mocker;
 pub mod preprocessor;
 pub mod protocols;
 pub mod registry;
+pub mod top;
 
 use dynamo_runtime::request_plane::ServedEndpoint;
 use dynamo_runtime::request_plane::{HealthCheck, ServeOptions};

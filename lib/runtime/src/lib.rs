@@ -48,8 +48,8 @@ pub use error::{MetricsError, RuntimeError};
 pub use health::{HealthReport, HealthStatus};
 pub use hierarchy::{Component, Endpoint, Namespace};
 pub use metrics::{
-    native, prometheus_names, CallbackError, CounterVec, Exemplar, ExpositionFormat, GaugeVec,
-    Histogram, HistogramVec, IntCounterVec, IntGaugeVec, LocalHistogram, MetricVec,
+    exposition, native, prometheus_names, CallbackError, CounterVec, Exemplar, ExpositionFormat,
+    GaugeVec, Histogram, HistogramVec, IntCounterVec, IntGaugeVec, LocalHistogram, MetricVec,
     MetricsRegistry, MetricsScope, VecChild, EXEMPLAR_MAX_CHARS,
 };
 pub use runtime::DistributedRuntime;

@@ -1,6 +1,7 @@
 //! `dynamo serve`: the HTTP frontend (:8080) and a mock engine worker (system
 //! server :8081) in one process, or, with `--nats` and `--role`, as separate
 //! processes over NATS. `dynamo load`: real HTTP traffic against the frontend.
+//! `dynamo top`: the deployment at a glance in the terminal.
 //!
 //! ```text
 //! cargo run --release --bin dynamo -- serve
@@ -20,6 +21,7 @@ use dynamo_llm::http::{Frontend, FrontendConfig};
 use dynamo_llm::load::{run, LoadConfig};
 use dynamo_llm::mocker::MockerConfig;
 use dynamo_llm::registry::ModelRegistry;
+use dynamo_llm::top::TopConfig;
 use dynamo_runtime::{DistributedRuntime, RequestPlaneConfig, RuntimeConfig, SystemServerConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -109,6 +111,29 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+    /// The deployment at a glance in the terminal: per model and per worker,
+    /// refreshed every interval (q quits, s sorts, arrows select a worker).
+    Top {
+        /// A frontend's base URL: its /discovery/prometheus lists every
+        /// process (default http://127.0.0.1:8080 when no --target is given).
+        #[arg(long)]
+        url: Option<String>,
+        /// A process's metrics address (host:port) to read, repeatable.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        /// Between scrapes, ms.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Deadline of each scrape, ms.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+        /// Print one frame as plain text (two scrapes an interval apart) and exit.
+        #[arg(long)]
+        once: bool,
+        /// Columns of the --once frame.
+        #[arg(long, default_value_t = 120)]
+        width: u16,
     },
 }
 
@@ -278,6 +303,32 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", report.table());
             if report.failed > 0 {
                 anyhow::bail!("{} requests failed", report.failed);
+            }
+            Ok(())
+        }
+        Command::Top {
+            url,
+            targets,
+            interval_ms,
+            timeout_ms,
+            once,
+            width,
+        } => {
+            let url = match (url, targets.is_empty()) {
+                (Some(url), _) => Some(url),
+                (None, true) => Some("http://127.0.0.1:8080".to_owned()),
+                (None, false) => None,
+            };
+            let config = TopConfig {
+                url,
+                targets,
+                interval: Duration::from_millis(interval_ms.max(100)),
+                timeout: Duration::from_millis(timeout_ms.max(1)),
+            };
+            if once {
+                print!("{}", dynamo_llm::top::once(config, width.max(60)).await?);
+            } else {
+                dynamo_llm::top::run(config).await?;
             }
             Ok(())
         }

@@ -370,6 +370,22 @@ fn parse_labels<'a>(mut s: &'a str, labels: &mut Vec<(String, String)>) -> Resul
     }
 }
 
+/// A sample key `name{a="x",b="y"}` (as [`Sample::normalize`] writes it)
+/// back into its name and unescaped labels.
+pub(crate) fn split_key(key: &str) -> (String, Vec<(String, String)>) {
+    let mut labels = Vec::new();
+    match key.split_once('{') {
+        Some((name, rest)) => {
+            // Our own output: it parses; were it not to, no labels.
+            if parse_labels(rest, &mut labels).is_err() {
+                labels.clear();
+            }
+            (name.to_owned(), labels)
+        }
+        None => (key.to_owned(), labels),
+    }
+}
+
 /// Reads an escaped label value up to its closing quote.
 fn read_quoted(s: &str) -> Option<(String, &str)> {
     let mut value = String::new();

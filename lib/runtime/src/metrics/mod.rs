@@ -33,6 +33,7 @@ mod callbacks;
 mod create;
 mod encoder;
 mod expfmt;
+pub mod exposition;
 mod format;
 mod histogram;
 mod kind;
