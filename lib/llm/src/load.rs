@@ -57,6 +57,34 @@ pub struct LoadReport {
     pub elapsed: Duration,
     /// `/metrics` deltas over the run: frontend requests, TTFT sum and count, ITL sum and count.
     pub server: HashMap<&'static str, f64>,
+    /// CPU seconds this process (the load generator) used during the run,
+    /// where the system says (Linux).
+    pub cpu: Option<f64>,
+}
+
+/// What `load` reads of a streamed chunk (the rest is skipped unparsed).
+#[derive(serde::Deserialize)]
+struct StreamChunk {
+    #[serde(default)]
+    choices: Vec<StreamChoice>,
+    #[serde(default)]
+    usage: Option<StreamUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamChoice {
+    #[serde(default)]
+    finish_reason: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamUsage {
+    completion_tokens: Option<u64>,
+}
+
+/// Where the first `\n\n` (the end of a server-sent event) starts.
+fn find_blank_line(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(2).position(|w| w == b"\n\n")
 }
 
 async fn one(client: &reqwest::Client, cfg: &LoadConfig, i: usize) -> anyhow::Result<Sample> {
@@ -94,32 +122,41 @@ async fn one(client: &reqwest::Client, cfg: &LoadConfig, i: usize) -> anyhow::Re
         });
     }
     let (mut first, mut last, mut tokens, mut chunks) = (None, None, 0u64, 0u64);
-    let mut buf = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
     let mut body = resp.bytes_stream();
     while let Some(bytes) = body.next().await {
+        // Only the new bytes (and the one before them) can complete an event.
+        let searched = buf.len().saturating_sub(1);
         buf.extend_from_slice(&bytes?);
-        while let Some(pos) = buf.windows(2).position(|w| w == b"\n\n") {
-            let event: Vec<u8> = buf.drain(..pos + 2).collect();
-            let line = String::from_utf8_lossy(&event);
-            let Some(data) = line.trim().strip_prefix("data: ") else {
+        let mut start = 0;
+        let mut from = searched;
+        while let Some(at) = find_blank_line(&buf[from..]) {
+            let end = from + at;
+            let event = &buf[start..end];
+            start = end + 2;
+            from = start;
+            let Some(data) = event.strip_prefix(b"data: ") else {
                 continue;
             };
-            if data == "[DONE]" {
+            if data == b"[DONE]" {
                 continue;
             }
-            let v: Value = serde_json::from_str(data)?;
-            if let Some(u) = v.get("usage").and_then(|u| u["completion_tokens"].as_u64()) {
+            let chunk: StreamChunk = serde_json::from_slice(data)?;
+            if let Some(u) = chunk.usage.and_then(|u| u.completion_tokens) {
                 tokens = u;
             }
-            let has_token = v["choices"][0]["finish_reason"].is_null()
-                && v["choices"].as_array().is_some_and(|c| !c.is_empty());
-            if has_token {
+            if chunk
+                .choices
+                .first()
+                .is_some_and(|c| c.finish_reason.is_none())
+            {
                 let now = Instant::now();
                 first.get_or_insert(now);
                 last = Some(now);
                 chunks += 1;
             }
         }
+        buf.drain(..start);
     }
     let e2e = start.elapsed();
     let first = first.ok_or_else(|| anyhow::anyhow!("no token in the stream"))?;
@@ -200,20 +237,39 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let cfg = Arc::new(cfg);
+    let cpu_before = process_cpu_seconds();
     let start = Instant::now();
-    let results: Vec<anyhow::Result<Sample>> = futures::stream::iter(0..cfg.requests)
-        .map(|i| {
-            let (client, cfg, bar) = (client.clone(), cfg.clone(), bar.clone());
-            async move {
-                let r = one(&client, &cfg, i).await;
-                bar.inc(1);
-                r
-            }
+    // One task per concurrent client, each taking the next request number:
+    // the tasks spread over the runtime's threads (one task polling every
+    // request would keep the generator on one core).
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..cfg.concurrency.clamp(1, cfg.requests.max(1)))
+        .map(|_| {
+            let (client, cfg, bar, next) = (client.clone(), cfg.clone(), bar.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= cfg.requests {
+                        return results;
+                    }
+                    results.push(one(&client, &cfg, i).await);
+                    bar.inc(1);
+                }
+            })
         })
-        .buffer_unordered(cfg.concurrency.max(1))
-        .collect()
-        .await;
+        .collect();
+    let mut results: Vec<anyhow::Result<Sample>> = Vec::with_capacity(cfg.requests);
+    for task in clients {
+        match task.await {
+            Ok(r) => results.extend(r),
+            Err(e) => anyhow::bail!("a load client task failed: {e}"),
+        }
+    }
     let elapsed = start.elapsed();
+    let cpu = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     bar.finish_and_clear();
     let after = scrape_frontend(&client, &cfg.url).await;
     let server = after
@@ -236,7 +292,27 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
         failed,
         elapsed,
         server,
+        cpu,
     })
+}
+
+/// This process's CPU time so far (user + system, every thread), in
+/// seconds, from `/proc/self/stat` (clock ticks of 1/100 s); `None` where
+/// there is no such file.
+pub fn process_cpu_seconds() -> Option<f64> {
+    cpu_seconds_of("self")
+}
+
+/// The CPU time of process `pid` (`"self"` for this one), as
+/// [`process_cpu_seconds`] reads it.
+pub fn cpu_seconds_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces, in parentheses):
+    // utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn pct(mut v: Vec<f64>, p: f64) -> f64 {
@@ -273,6 +349,13 @@ impl LoadReport {
             self.samples.len() as f64 / secs,
             tokens as f64 / secs
         ));
+        if let Some(cpu) = self.cpu {
+            out.push_str(&format!(
+                "load generator CPU: {cpu:.2} s ({:.2} cores of {}); near that many cores, the generator may be the limit\n",
+                cpu / secs.max(1e-9),
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ));
+        }
         out.push_str(&format!(
             "{:<14}{:>10}{:>10}{:>10}{:>10}\n",
             "(ms)", "mean", "p50", "p90", "p99"

@@ -519,6 +519,10 @@ fn prometheus_reads_native_histograms_within_the_error_bound() {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no quantile {q}: {v}"));
         let error = (estimate - truth).abs() / truth;
+        eprintln!(
+            "q={q}: Prometheus {estimate:.6}, true {truth:.6}, {:.2}% off",
+            error * 100.0
+        );
         assert!(
             error <= bound + 1e-9,
             "q={q}: Prometheus says {estimate}, the true quantile is {truth} ({:.2}% off, bound {:.2}%)",
