@@ -11,6 +11,7 @@ use crate::protocols::{
     StopConditions,
 };
 use crate::registry::{ModelEntry, ModelRegistry};
+use crate::response::{EngineStream, ResponseMeta, SseBody};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
@@ -28,7 +29,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
 
 /// Limits of the frontend.
 #[derive(Debug, Clone)]
@@ -637,105 +637,20 @@ async fn generate(fe: Arc<Frontend>, mut job: Job) -> Response {
     }
 }
 
-struct ResponseMeta {
-    id: String,
-    created: u64,
-    model: String,
-    chat: bool,
-    prompt_tokens: usize,
-}
-
-impl ResponseMeta {
-    fn usage(&self, completion_tokens: u64) -> Value {
-        json!({
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": self.prompt_tokens as u64 + completion_tokens,
-        })
-    }
-
-    fn chunk(&self, text: &str, finish_reason: Option<&str>) -> Value {
-        if self.chat {
-            json!({
-                "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
-            })
-        } else {
-            json!({
-                "id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish_reason}],
-            })
-        }
-    }
-
-    fn usage_chunk(&self, completion_tokens: u64) -> Value {
-        json!({
-            "id": self.id,
-            "object": if self.chat { "chat.completion.chunk" } else { "text_completion" },
-            "created": self.created, "model": self.model, "choices": [], "usage": self.usage(completion_tokens),
-        })
-    }
-}
-
-type EngineStream = dynamo_runtime::request_plane::ResponseReceiver<EngineOutput>;
-
-fn sse(value: &Value) -> Bytes {
-    Bytes::from(format!("data: {value}\n\n"))
-}
-
 fn stream_response(
     meta: ResponseMeta,
-    mut engine: EngineStream,
-    mut decoder: crate::preprocessor::Decoder,
-    mut timer: RequestTimer,
+    engine: EngineStream,
+    decoder: crate::preprocessor::Decoder,
+    timer: RequestTimer,
     include_usage: bool,
 ) -> Response {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(2);
-    tokio::spawn(async move {
-        let mut finish = None;
-        while let Some(item) = engine.next().await {
-            match item {
-                Ok(out) => {
-                    let text = decoder.push(&out.token_ids);
-                    finish = out.finish_reason.clone().or(finish);
-                    if tx.send(sse(&meta.chunk(&text, None))).await.is_err() {
-                        return; // the client went away: the timer says so
-                    }
-                    timer.tokens_sent(out.token_ids.len());
-                }
-                Err(e) => {
-                    timer.fail(failure_type(&e));
-                    let err =
-                        json!({"error": {"message": e.to_string(), "type": "internal_error"}});
-                    let _ = tx.send(sse(&err)).await;
-                    let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
-                    return;
-                }
-            }
-        }
-        let finish = finish.unwrap_or_else(|| "stop".to_owned());
-        let mut tail = vec![sse(&meta.chunk("", Some(&finish)))];
-        if include_usage {
-            tail.push(sse(&meta.usage_chunk(timer.output_tokens())));
-        }
-        tail.push(Bytes::from_static(b"data: [DONE]\n\n"));
-        for b in tail {
-            if tx.send(b).await.is_err() {
-                return;
-            }
-        }
-        timer.succeed();
-    });
-    let body = Body::from_stream(futures::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx)
-            .map(|b| b.map(Ok::<Bytes, std::convert::Infallible>))
-    }));
+    let body = SseBody::new(meta, engine, decoder, timer, include_usage, failure_type);
     (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        body,
+        Body::from_stream(body),
     )
         .into_response()
 }
@@ -751,7 +666,7 @@ async fn unary_response(
     while let Some(item) = engine.next().await {
         match item {
             Ok(out) => {
-                text.push_str(&decoder.push(&out.token_ids));
+                text.push_str(decoder.push(&out.token_ids));
                 finish = out.finish_reason.clone().or(finish);
                 timer.tokens_sent(out.token_ids.len());
             }

@@ -17,6 +17,7 @@ pub mod mocker;
 pub mod preprocessor;
 pub mod protocols;
 pub mod registry;
+mod response;
 pub mod top;
 
 use dynamo_runtime::request_plane::ServedEndpoint;

@@ -150,50 +150,112 @@ impl Preprocessor {
     /// A decoder for one response.
     pub fn decoder(&self, model: &str) -> Decoder {
         Decoder {
-            bpe: self.bpe,
+            table: token_bytes(self.bpe),
             pending: Vec::new(),
+            pending_tokens: 0,
+            text: String::new(),
             counter: self.output_tokens.with_label_values(&[model]),
         }
     }
 }
 
+/// Every token's bytes, by id (`None` for ids the vocabulary lacks): the
+/// decoder appends a token's bytes to its buffer with no allocation, where
+/// the tokenizer's own `decode` builds a new `String` per call.
+#[derive(Debug)]
+struct TokenBytes(Vec<Option<Box<[u8]>>>);
+
+/// Built once per process (cl100k: 100,277 ids, about 1 MB), on the first
+/// decoder.
+fn token_bytes(bpe: &'static CoreBPE) -> &'static TokenBytes {
+    static TABLE: std::sync::OnceLock<TokenBytes> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = Vec::new();
+        let mut misses = 0;
+        // Ids are dense up to the special tokens, which follow with gaps.
+        for id in 0u32.. {
+            match bpe.decode_bytes(&[id]) {
+                Ok(bytes) => {
+                    table.resize(id as usize, None);
+                    table.push(Some(bytes.into_boxed_slice()));
+                    misses = 0;
+                }
+                Err(_) => {
+                    misses += 1;
+                    if misses > 1024 {
+                        break;
+                    }
+                }
+            }
+        }
+        TokenBytes(table)
+    })
+}
+
 /// Turns output tokens into text as they come. A token that ends inside a
-/// UTF-8 character is held until the character is complete.
+/// UTF-8 character is held until the character is complete (at most
+/// [`HOLD_TOKENS`] tokens; bytes that still do not form one are written
+/// lossily).
 pub struct Decoder {
-    bpe: &'static CoreBPE,
-    pending: Vec<u32>,
+    table: &'static TokenBytes,
+    /// Bytes of an incomplete character, held.
+    pending: Vec<u8>,
+    /// Tokens whose bytes are held.
+    pending_tokens: usize,
+    /// The text of the last push (reused).
+    text: String,
     counter: IntCounter,
 }
+
+/// The most tokens a split character is held for.
+pub const HOLD_TOKENS: usize = 8;
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Decoder")
-            .field("pending_tokens", &self.pending.len())
+            .field("pending_bytes", &self.pending.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Decoder {
-    /// The text of these tokens (possibly empty while a character is incomplete).
-    pub fn push(&mut self, ids: &[u32]) -> String {
+    /// The text of these tokens (possibly empty while a character is
+    /// incomplete), valid until the next push. Ids outside the vocabulary
+    /// have no text.
+    pub fn push(&mut self, ids: &[u32]) -> &str {
         self.counter.inc_by(ids.len() as u64);
-        self.pending.extend_from_slice(ids);
-        match self.bpe.decode(&self.pending) {
-            Ok(text) => {
-                self.pending.clear();
-                text
-            }
-            Err(_) if self.pending.len() < 8 => String::new(),
-            Err(_) => {
-                // Not a split character after all: give up on these bytes.
-                let bytes: Vec<u8> = self
-                    .bpe
-                    ._decode_native_and_split(std::mem::take(&mut self.pending))
-                    .flatten()
-                    .collect();
-                String::from_utf8_lossy(&bytes).into_owned()
+        self.text.clear();
+        for id in ids {
+            if let Some(Some(bytes)) = self.table.0.get(*id as usize) {
+                self.pending.extend_from_slice(bytes);
             }
         }
+        self.pending_tokens += ids.len();
+        match std::str::from_utf8(&self.pending) {
+            Ok(text) => {
+                self.text.push_str(text);
+                self.pending.clear();
+                self.pending_tokens = 0;
+            }
+            // An incomplete character at the end: the text before it now,
+            // its bytes held for the next tokens.
+            Err(e) if e.error_len().is_none() && self.pending_tokens < HOLD_TOKENS => {
+                let valid = e.valid_up_to();
+                if valid > 0 {
+                    self.text
+                        .push_str(&String::from_utf8_lossy(&self.pending[..valid]));
+                    self.pending.drain(..valid);
+                    self.pending_tokens = 1;
+                }
+            }
+            // Not a split character after all: give up on these bytes.
+            Err(_) => {
+                self.text.push_str(&String::from_utf8_lossy(&self.pending));
+                self.pending.clear();
+                self.pending_tokens = 0;
+            }
+        }
+        &self.text
     }
 }
 
@@ -220,7 +282,7 @@ mod tests {
         let ids = p.tokenize("m", "Hello, wörld! 🚀").unwrap();
         assert!(ids.len() > 3 && ids.len() < 16, "{ids:?}");
         let mut d = p.decoder("m");
-        let text: String = ids.iter().map(|id| d.push(&[*id])).collect();
+        let text: String = ids.iter().map(|id| d.push(&[*id]).to_owned()).collect();
         assert_eq!(
             text, "Hello, wörld! 🚀",
             "token by token, split characters held back"
