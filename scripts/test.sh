@@ -71,11 +71,12 @@ cargo test --workspace
 log "building the Python package dynamo into $VENV (maturin develop --release)"
 (cd lib/bindings/python && VIRTUAL_ENV="$PWD/../../../$VENV" "../../../$VENV/bin/maturin" develop --release -q)
 
-log "mypy --strict on the Python examples and bench"
-"$VENV/bin/python" -m mypy --strict examples/python examples/engines/toy_engine.py benches/python_metrics.py lib/llm/tests/python
+log "mypy --strict on the Python examples and benches"
+"$VENV/bin/python" -m mypy --strict examples/python examples/engines/toy_engine.py benches/python_metrics.py benches/streaming_cpu.py lib/llm/tests/python
 
-log "Python bench (smoke run)"
+log "Python bench and the streaming CPU bench (smoke runs)"
 "$VENV/bin/python" benches/python_metrics.py --quick
+"$VENV/bin/python" benches/streaming_cpu.py --quick --binary target/debug/dynamo
 
 log "pytest (the Python API, and the openai client against dynamo serve)"
 "$VENV/bin/python" -m pytest -q lib/bindings/python/tests lib/llm/tests/python

@@ -443,3 +443,78 @@ async fn without_a_system_server_the_frontend_publishes_its_own_metrics_for_prom
         json!([{"targets": [addr], "labels": {"dynamo_server": "frontend"}}])
     );
 }
+
+/// A zero-delay engine has many tokens ready at once: the frontend sends
+/// them to the socket together, yet every token is its own event with its
+/// own text, and the histograms count exactly what they count one by one
+/// (one TTFT per request, one ITL per token after the first, the output
+/// length).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_ready_together_are_batched_but_counted_one_by_one() {
+    let drt = DistributedRuntime::from_config(RuntimeConfig::default()).unwrap();
+    let registry = ModelRegistry::new(drt.clone());
+    let mocker = MockerConfig {
+        ttft: Duration::ZERO,
+        itl: Duration::ZERO,
+    };
+    let _worker = dynamo_llm::start_mock_worker(&drt, &registry, "mock-model", mocker)
+        .await
+        .unwrap();
+    let frontend = Frontend::new(drt, registry.clone(), FrontendConfig::default()).unwrap();
+    let url = format!(
+        "http://{}",
+        frontend
+            .serve("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap()
+    );
+    const TOKENS: usize = 300;
+    const REQUESTS: usize = 4;
+    let client = reqwest::Client::new();
+    for _ in 0..REQUESTS {
+        let resp = client
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&json!({"model": "mock-model", "max_tokens": TOKENS, "stream": true,
+                          "messages": [{"role": "user", "content": "count the tokens one by one please"}]}))
+            .send()
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            raw.extend_from_slice(&chunk.unwrap());
+        }
+        let text = String::from_utf8(raw).unwrap();
+        let events: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let with_text = events
+            .iter()
+            .filter(|e| e["choices"][0]["finish_reason"].is_null())
+            .count();
+        assert_eq!(with_text, TOKENS, "one event per token");
+        assert_eq!(
+            events.last().unwrap()["choices"][0]["finish_reason"],
+            "length"
+        );
+        assert!(text.ends_with("data: [DONE]\n\n"));
+    }
+    let text = settled(&url).await;
+    let m = "model=\"mock-model\"";
+    let count = |name: &str| sample(&text, name, &[m]);
+    assert_eq!(
+        count("dynamo_frontend_time_to_first_token_seconds_count"),
+        REQUESTS as f64
+    );
+    assert_eq!(
+        count("dynamo_frontend_inter_token_latency_seconds_count"),
+        (REQUESTS * (TOKENS - 1)) as f64
+    );
+    assert_eq!(
+        count("dynamo_frontend_output_sequence_tokens_sum"),
+        (REQUESTS * TOKENS) as f64
+    );
+}
