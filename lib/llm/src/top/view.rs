@@ -245,7 +245,12 @@ pub fn draw(stats: &Stats, state: &ViewState, area: Rect, buf: &mut Buffer) {
                 itl99,
                 Cell::from(count(m.inflight)),
                 Cell::from(count(m.requests_total)),
-                Cell::from(errors(&m.errors)).style(err_style),
+                Cell::from(if m.errors_per_s > 0.0 {
+                    format!("{} ({}/s now)", errors(&m.errors), rate(m.errors_per_s))
+                } else {
+                    errors(&m.errors)
+                })
+                .style(err_style),
             ])
         })
         .collect();
@@ -517,7 +522,7 @@ mod tests {
                 inflight: 7.0,
                 requests_total: 1234.0,
                 errors: BTreeMap::from([("engine".to_owned(), 2.0)]),
-                errors_per_s: 0.0,
+                errors_per_s: 0.5,
             }],
             workers: vec![
                 worker("10.0.0.1:8081", 5.0, 0.0),
@@ -577,7 +582,7 @@ mod tests {
             "10.5 ms",
             "500 µs",
             "1234",
-            "engine 2",
+            "engine 2 (0.5/s now)",
             "10.0.0.3:8081",
             "DOWN",
             "connection refused",
