@@ -339,11 +339,13 @@ impl<Resp: DeserializeOwned> Stream for ResponseReceiver<Resp> {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(frame) => frame,
         };
-        let endpoint = self.endpoint.clone();
+        // The endpoint's name is copied only for an error (not per item).
+        let endpoint = || self.endpoint.clone();
         let item = match frame {
             Some(Ok(Frame::Item(bytes))) => match serde_json::from_slice(&bytes) {
                 Ok(resp) => return Poll::Ready(Some(Ok(resp))),
                 Err(source) => {
+                    let endpoint = endpoint();
                     // We cannot read the rest: stop the server too.
                     if let Some(cancel) = self.cancel.take() {
                         cancel();
@@ -353,11 +355,12 @@ impl<Resp: DeserializeOwned> Stream for ResponseReceiver<Resp> {
             },
             Some(Ok(Frame::End)) => None,
             Some(Ok(Frame::Failed(f))) => Some(Err(CallError::Remote {
-                endpoint,
+                endpoint: endpoint(),
                 error_type: f.error_type.to_owned(),
                 message: f.message,
             })),
             Some(Err(source)) => {
+                let endpoint = endpoint();
                 // The instance is gone: tell it to stop, should it still run.
                 if let Some(cancel) = self.cancel.take() {
                     cancel();
@@ -365,7 +368,7 @@ impl<Resp: DeserializeOwned> Stream for ResponseReceiver<Resp> {
                 Some(Err(CallError::Transport { endpoint, source }))
             }
             None => Some(Err(CallError::Transport {
-                endpoint,
+                endpoint: endpoint(),
                 source: TransportError::StreamCut,
             })),
         };

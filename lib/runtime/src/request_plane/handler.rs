@@ -3,7 +3,7 @@
 
 use super::{Context, HandlerError, ResponseStream};
 use crate::metrics::prometheus_names::work_handler::error_type;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
@@ -11,6 +11,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
 use std::marker::PhantomData;
+
+/// The buffer a handler's items are serialized into grows by this much when
+/// it has less than [`MIN_ITEM_ROOM`] left.
+const ITEM_BUFFER_BYTES: usize = 8 * 1024;
+const MIN_ITEM_ROOM: usize = 512;
 
 /// Why a request failed on the server: one of the `error_type` values, and a message.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,14 +78,26 @@ where
             let stream = fut
                 .await
                 .map_err(|e| Failure::new(error_type::HANDLER, e.to_string()))?;
+            // Items are written into one buffer, each split off as it is
+            // done: an allocation per few kilobytes of items, not per item.
+            let mut buf = BytesMut::new();
             Ok(stream
-                .map(|item| match item {
-                    Ok(resp) => serde_json::to_vec(&resp).map(Bytes::from).map_err(|e| {
-                        Failure::new(
-                            error_type::RESPONSE_ENCODING,
-                            format!("response does not serialize: {e}"),
-                        )
-                    }),
+                .map(move |item| match item {
+                    Ok(resp) => {
+                        if buf.capacity() - buf.len() < MIN_ITEM_ROOM {
+                            buf.reserve(ITEM_BUFFER_BYTES);
+                        }
+                        match serde_json::to_writer((&mut buf).writer(), &resp) {
+                            Ok(()) => Ok(buf.split().freeze()),
+                            Err(e) => {
+                                buf.clear();
+                                Err(Failure::new(
+                                    error_type::RESPONSE_ENCODING,
+                                    format!("response does not serialize: {e}"),
+                                ))
+                            }
+                        }
+                    }
                     Err(e) => Err(Failure::new(error_type::HANDLER, e.to_string())),
                 })
                 .boxed())
