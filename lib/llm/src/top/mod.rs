@@ -15,7 +15,7 @@ use stats::{Scrape, ServerKind, TargetScrape};
 use std::time::{Duration, Instant};
 use view::ViewState;
 
-/// The largest `/metrics` body read from one target.
+/// The largest body read from a target (`/metrics`) or from discovery.
 const MAX_BODY_BYTES: usize = 64 << 20;
 
 /// What `dynamo top` watches and how.
@@ -114,7 +114,8 @@ impl Scraper {
             .send()
             .await
             .map_err(|e| e.to_string())?;
-        let groups: Vec<SdGroup> = response.json().await.map_err(|e| e.to_string())?;
+        let body = read_limited(response).await?;
+        let groups: Vec<SdGroup> = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         Ok(groups
             .into_iter()
             .flat_map(|g| {
@@ -130,22 +131,13 @@ impl Scraper {
     }
 
     async fn read(&self, address: &str) -> Result<Vec<exposition::Family>, String> {
-        let mut response = self
+        let response = self
             .client
             .get(format!("http://{address}/metrics"))
             .send()
             .await
             .map_err(|e| short_error(&e))?;
-        if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| short_error(&e))? {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(format!("/metrics larger than {MAX_BODY_BYTES} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_limited(response).await?;
         // Parsing is CPU work: off the async threads.
         tokio::task::spawn_blocking(move || {
             let text = String::from_utf8_lossy(&body);
@@ -173,6 +165,21 @@ impl Scraper {
                 .collect(),
         }
     }
+}
+
+/// A successful response's body, refused past [`MAX_BODY_BYTES`].
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| short_error(&e))? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(format!("a body larger than {MAX_BODY_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn short_error(e: &reqwest::Error) -> String {
