@@ -93,14 +93,7 @@ fn serve_with_load_drives_its_own_traffic() {
     let frontend = support::next_line(&mut lines)
         .trim_start_matches("frontend on ")
         .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let batch = loop {
-        let line = support::next_line(&mut lines);
-        if line.starts_with("load batch 1:") {
-            break line;
-        }
-        assert!(Instant::now() < deadline, "no load batch");
-    };
+    let batch = support::line_starting(&mut lines, "load batch 1:", Duration::from_secs(60));
     assert!(batch.contains("40 ok, 0 failed"), "{batch}");
     let (_, metrics) = get(&format!("{frontend}/metrics"));
     let ok: f64 = metrics

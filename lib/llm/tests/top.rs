@@ -7,7 +7,7 @@ mod support;
 use dynamo_llm::top::stats::quantile;
 use dynamo_runtime::exposition::{self, Family};
 use dynamo_runtime::prometheus_names::frontend as fe;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn frontend_families(base: &str) -> Vec<Family> {
     let text = reqwest::blocking::get(format!("{base}/metrics"))
@@ -92,14 +92,7 @@ fn top_once_agrees_with_the_frontend_metrics() {
     let frontend = support::next_line(&mut lines)
         .trim_start_matches("frontend on ")
         .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = support::next_line(&mut lines);
-        if line.starts_with("load batch 1:") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no load batch");
-    }
+    support::line_starting(&mut lines, "load batch 1:", Duration::from_secs(60));
     support::drain(lines);
 
     let before = requests_total(&frontend_families(&frontend));

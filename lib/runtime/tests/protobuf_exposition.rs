@@ -466,18 +466,10 @@ fn prometheus_reads_native_histograms_within_the_error_bound() {
         hostile.with_label_values(&[*raw]).inc_by(i as u64 + 1);
     }
 
-    let dir = std::env::temp_dir().join(format!("dynamo-native-prom-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: native\n    static_configs:\n      - targets: ['{addr}']\n"
-        ),
-    )
-    .unwrap();
-    let prom = dynamo_testing::PrometheusServer::start_with(
-        &config,
+    let addr = addr.to_string();
+    let prom = dynamo_testing::PrometheusServer::scraping(
+        "native",
+        &[&addr],
         &["--enable-feature=native-histograms"],
     );
     let http = reqwest::blocking::Client::new();
@@ -543,5 +535,4 @@ fn prometheus_reads_native_histograms_within_the_error_bound() {
             .unwrap_or_else(|| panic!("{want:?} not in {series:?}"));
         assert_eq!(found["value"][1], (i + 1).to_string());
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

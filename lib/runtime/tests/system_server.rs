@@ -289,17 +289,8 @@ fn hostile_label_values_reach_a_real_prometheus() {
     for (i, (_, raw, _)) in values.iter().enumerate() {
         vec.with_label_values(&[*raw]).inc_by(i as u64 + 1);
     }
-    let dir = std::env::temp_dir().join(format!("dynamo-hostile-prom-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: hostile\n    static_configs:\n      - targets: ['{addr}']\n"
-        ),
-    )
-    .unwrap();
-    let prom = dynamo_testing::PrometheusServer::start(&config);
+    let addr = addr.to_string();
+    let prom = dynamo_testing::PrometheusServer::scraping("hostile", &[&addr], &[]);
     let http = reqwest::blocking::Client::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let series = loop {
@@ -331,7 +322,6 @@ fn hostile_label_values_reach_a_real_prometheus() {
             .unwrap_or_else(|| panic!("{name}: {read_back:?} not in {series:?}"));
         assert_eq!(found["value"][1], (i + 1).to_string(), "{name}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Prometheus asks for OpenMetrics first; a plain client gets text 0.0.4.

@@ -339,11 +339,36 @@ pub fn promtool_check_config(path: &Path) -> Result<String, String> {
 pub struct PrometheusServer {
     child: Child,
     dir: PathBuf,
+    /// A configuration file this server wrote for itself, removed with it.
+    own_config: Option<PathBuf>,
     /// `http://127.0.0.1:<port>`.
     pub url: String,
 }
 
 impl PrometheusServer {
+    /// Starts one that scrapes `targets` (`host:port`) every second, as job
+    /// `job`, with extra command-line `flags`; its configuration file is
+    /// its own and goes with it.
+    pub fn scraping(job: &str, targets: &[&str], flags: &[&str]) -> Self {
+        let config = std::env::temp_dir().join(format!(
+            "dynamo-prometheus-{}-{}.yml",
+            std::process::id(),
+            free_port()
+        ));
+        let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
+                quoted.join(", ")
+            ),
+        )
+        .expect("a Prometheus configuration file");
+        let mut server = Self::start_with(&config, flags);
+        server.own_config = Some(config);
+        server
+    }
+
     /// Starts `prometheus --config.file=<config>` and waits until it answers
     /// `/-/ready`. Panics saying what went wrong, with the server's log.
     pub fn start(config: &Path) -> Self {
@@ -375,6 +400,7 @@ impl PrometheusServer {
         let server = PrometheusServer {
             child,
             dir,
+            own_config: None,
             url: format!("http://127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -411,5 +437,8 @@ impl Drop for PrometheusServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(config) = &self.own_config {
+            let _ = std::fs::remove_file(config);
+        }
     }
 }

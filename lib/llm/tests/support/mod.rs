@@ -60,6 +60,22 @@ pub fn next_line(lines: &mut StdoutLines) -> String {
         .expect("stdout reads")
 }
 
+/// Reads lines until one starts with `prefix` and returns it; panics after
+/// `within` (or when the process ends first).
+pub fn line_starting(lines: &mut StdoutLines, prefix: &str, within: std::time::Duration) -> String {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let line = next_line(lines);
+        if line.starts_with(prefix) {
+            return line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no line starting {prefix:?} within {within:?}"
+        );
+    }
+}
+
 /// Keeps reading what the process prints, so its stdout never fills up.
 pub fn drain(lines: StdoutLines) {
     std::thread::spawn(move || lines.for_each(drop));

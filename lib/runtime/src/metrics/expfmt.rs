@@ -387,7 +387,7 @@ pub(crate) fn split_key(key: &str) -> (String, Vec<(String, String)>) {
 }
 
 /// Reads an escaped label value up to its closing quote.
-fn read_quoted(s: &str) -> Option<(String, &str)> {
+pub(crate) fn read_quoted(s: &str) -> Option<(String, &str)> {
     let mut value = String::new();
     let mut chars = s.char_indices();
     while let Some((i, c)) = chars.next() {

@@ -16,7 +16,7 @@
 //! so a target keeps its series whichever format was negotiated.
 
 use super::Encoder;
-use crate::metrics::expfmt::ParsedSample;
+use crate::metrics::expfmt::{self, ParsedSample};
 use crate::metrics::histogram::Histogram;
 use crate::metrics::native::{NativeSnapshot, SCHEMA, ZERO_THRESHOLD};
 use crate::metrics::sample::SeriesValue;
@@ -148,7 +148,7 @@ fn type_number(prom_type: PromType) -> u64 {
 
 /// Calls `f(name, value)` for each pair of a canonical label text
 /// `a="x",b="y"` (as the registry and the parser write it), unescaped.
-fn for_each_label(text: &str, scratch: &mut String, mut f: impl FnMut(&str, &str)) {
+fn for_each_label(text: &str, mut f: impl FnMut(&str, &str)) {
     let mut rest = text;
     while let Some((name, after)) = rest.split_once("=\"") {
         let name = name.trim_start_matches(',');
@@ -164,20 +164,11 @@ fn for_each_label(text: &str, scratch: &mut String, mut f: impl FnMut(&str, &str
         }
         let Some(raw) = after.get(..end) else { return };
         if escaped {
-            scratch.clear();
-            let mut chars = raw.chars();
-            while let Some(c) = chars.next() {
-                if c != '\\' {
-                    scratch.push(c);
-                    continue;
-                }
-                match chars.next() {
-                    Some('n') => scratch.push('\n'),
-                    Some(other) => scratch.push(other),
-                    None => {}
-                }
-            }
-            f(name, scratch);
+            // Rare: the text parser's unescaping, allocation and all.
+            let Some((value, _)) = expfmt::read_quoted(after) else {
+                return;
+            };
+            f(name, &value);
         } else {
             f(name, raw);
         }
@@ -227,7 +218,6 @@ pub(crate) struct ProtobufEncoder {
     inner_field: Option<u32>,
     /// Scratch buffers.
     nested: Vec<u8>,
-    unescaped: String,
     classic: Vec<u64>,
     native: NativeSnapshot,
     /// The open family's callback histograms or summaries, by label text.
@@ -270,13 +260,11 @@ impl ProtobufEncoder {
     /// Writes one metric of the open family: its labels, then what `body`
     /// writes (the value field).
     fn metric(&mut self, labels: &str, body: impl FnOnce(&mut Self)) {
-        let mut metric = std::mem::take(&mut self.metric);
-        metric.clear();
-        let scratch = &mut self.unescaped;
-        for_each_label(labels, scratch, |name, value| {
-            label_pair(&mut metric, field::METRIC_LABEL, name, value)
+        self.metric.clear();
+        let metric = &mut self.metric;
+        for_each_label(labels, |name, value| {
+            label_pair(metric, field::METRIC_LABEL, name, value)
         });
-        self.metric = metric;
         self.inner_field = None;
         body(self);
         // The value message goes straight from `inner` to the family.
@@ -335,7 +323,7 @@ impl ProtobufEncoder {
                     wire::message(body, field::HISTOGRAM_BUCKET, &mut self.nested, |m| {
                         wire::uint(m, field::BUCKET_CUMULATIVE_COUNT, cumulative);
                         wire::double(m, field::BUCKET_UPPER_BOUND, *bound);
-                        exemplar(m, &mut self.unescaped, &e);
+                        exemplar(m, &e);
                     });
                 }
             }
@@ -346,7 +334,7 @@ impl ProtobufEncoder {
             wire::message(body, field::HISTOGRAM_BUCKET, nested, |m| {
                 wire::uint(m, field::BUCKET_CUMULATIVE_COUNT, count);
                 wire::double(m, field::BUCKET_UPPER_BOUND, f64::INFINITY);
-                exemplar(m, &mut self.unescaped, &e);
+                exemplar(m, &e);
             });
         }
         let n = &self.native;
@@ -416,9 +404,9 @@ impl ProtobufEncoder {
 }
 
 /// Writes an `Exemplar` field of a bucket.
-fn exemplar(out: &mut Vec<u8>, scratch: &mut String, e: &crate::metrics::histogram::Recorded) {
+fn exemplar(out: &mut Vec<u8>, e: &crate::metrics::histogram::Recorded) {
     let mut body = Vec::with_capacity(64);
-    for_each_label(e.exemplar.label_text(), scratch, |name, value| {
+    for_each_label(e.exemplar.label_text(), |name, value| {
         label_pair(&mut body, field::EXEMPLAR_LABEL, name, value)
     });
     wire::double(&mut body, field::EXEMPLAR_VALUE, e.value);
