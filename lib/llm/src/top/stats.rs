@@ -347,12 +347,10 @@ fn ok_families(scrape: &Scrape, want: impl Fn(ServerKind) -> bool) -> Vec<(&str,
 }
 
 fn model_rows(before: &Scrape, now: &Scrape, dt: f64) -> Vec<ModelRow> {
-    let now_sets: Vec<&[Family]> = ok_families(now, ServerKind::frontend_metrics)
-        .into_iter()
-        .map(|t| t.1)
-        .collect();
+    let frontends = ok_families(now, ServerKind::frontend_metrics);
+    let now_sets: Vec<&[Family]> = frontends.iter().map(|t| t.1).collect();
     // Only targets read both times contribute deltas.
-    let pairs: Vec<(&[Family], &[Family])> = ok_families(now, ServerKind::frontend_metrics)
+    let pairs: Vec<(&[Family], &[Family])> = frontends
         .into_iter()
         .filter_map(|(address, n)| {
             let b = before.target(address)?.result.as_ref().ok()?;

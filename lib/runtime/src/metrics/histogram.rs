@@ -366,15 +366,15 @@ struct LocalCounts {
     /// Per classic bucket, allocated on the first observation.
     counts: Vec<u64>,
     sum: f64,
-    observed: u64,
-    /// Values not yet in the native buckets.
+    /// The values buffered (not yet in the native buckets): their number is
+    /// the buffered count.
     values: Vec<f64>,
 }
 
 impl std::fmt::Debug for LocalHistogram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalHistogram")
-            .field("pending", &self.pending.borrow().observed)
+            .field("pending", &self.pending.borrow().values.len())
             .finish_non_exhaustive()
     }
 }
@@ -390,19 +390,18 @@ impl LocalHistogram {
         }
         p.counts[classic_bucket(bounds, value)] += 1;
         p.sum += value;
-        p.observed += 1;
         p.values.push(value);
     }
 
     /// Observations buffered since the last flush.
     pub fn get_sample_count(&self) -> u64 {
-        self.pending.borrow().observed
+        self.pending.borrow().values.len() as u64
     }
 
     /// Adds the buffered observations to the histogram.
     pub fn flush(&self) {
         let mut p = self.pending.borrow_mut();
-        if p.observed == 0 {
+        if p.values.is_empty() {
             return;
         }
         let core = &*self.histogram.core;
@@ -412,7 +411,6 @@ impl LocalHistogram {
             }
         }
         add_f64(&core.sum, std::mem::take(&mut p.sum));
-        p.observed = 0;
         for v in p.values.drain(..) {
             core.native.observe(v);
         }
