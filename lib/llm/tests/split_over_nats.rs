@@ -9,7 +9,15 @@ mod support;
 fn serve(args: &[&str]) -> (support::Dynamo, String) {
     let (proc, mut lines) = support::serve(
         args,
-        &[("DYN_SYSTEM_PORT", "0"), ("DYN_SYSTEM_HOST", "127.0.0.1")],
+        &[
+            ("DYN_SYSTEM_PORT", "0"),
+            ("DYN_SYSTEM_HOST", "127.0.0.1"),
+            // Discovery's steps, for the logs a failing assertion shows.
+            (
+                "DYN_LOG",
+                "info,dynamo_runtime::discovery=debug,dynamo_runtime::runtime=debug",
+            ),
+        ],
     );
     let line = support::next_line(&mut lines);
     support::drain(lines);
@@ -20,7 +28,7 @@ fn serve(args: &[&str]) -> (support::Dynamo, String) {
 fn frontend_and_worker_as_two_processes() {
     let nats = dynamo_testing::NatsServer::start();
     let url = nats.url.clone();
-    let (_worker, line) = serve(&[
+    let (worker, line) = serve(&[
         "--nats",
         &url,
         "--role",
@@ -35,7 +43,7 @@ fn frontend_and_worker_as_two_processes() {
         .and_then(|l| l.split(' ').next())
         .unwrap_or_else(|| panic!("{line}"))
         .to_owned();
-    let (_frontend, line) = serve(&[
+    let (frontend_proc, line) = serve(&[
         "--nats",
         &url,
         "--role",
@@ -84,7 +92,7 @@ fn frontend_and_worker_as_two_processes() {
         .trim_end_matches("/metrics")
         .to_owned();
     let mut sd = serde_json::Value::Null;
-    for _ in 0..50 {
+    for _ in 0..100 {
         sd = http
             .get(format!("{frontend}/discovery/prometheus"))
             .send()
@@ -96,10 +104,21 @@ fn frontend_and_worker_as_two_processes() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert_eq!(sd[0]["labels"]["dynamo_server"], "system", "{sd}");
+    let logs = || {
+        format!(
+            "{sd}\n--- worker (system server {worker_addr}) ---\n{}\n--- frontend ---\n{}",
+            worker.logs(),
+            frontend_proc.logs()
+        )
+    };
+    assert_eq!(sd[0]["labels"]["dynamo_server"], "system", "{}", logs());
     let targets = sd[0]["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 2, "{sd}");
-    assert!(targets.contains(&serde_json::json!(worker_addr)), "{sd}");
+    assert_eq!(targets.len(), 2, "{}", logs());
+    assert!(
+        targets.contains(&serde_json::json!(worker_addr)),
+        "{}",
+        logs()
+    );
     for t in targets {
         let body = http
             .get(format!("http://{}/metrics", t.as_str().unwrap()))

@@ -151,7 +151,9 @@ impl DistributedRuntime {
 
     /// Publishes the system server's address for Prometheus, in the background
     /// (over NATS that means connecting first); the lease lives as long as the
-    /// runtime. A failure is logged: the server still serves.
+    /// runtime. A failure is logged and retried (every 0.25 s at first, then
+    /// up to every 5 s) until it succeeds or the runtime goes: the server
+    /// serves meanwhile, and Prometheus finds it as soon as discovery can.
     fn publish_system_server(&self) {
         let Some(addr) = self.system_server_addr() else {
             return;
@@ -159,18 +161,27 @@ impl DistributedRuntime {
         let target = self.scrape_target(addr, "system");
         let weak = Arc::downgrade(&self.inner);
         self.inner.tokio.handle().spawn(async move {
-            let Some(inner) = weak.upgrade() else { return };
-            let drt = DistributedRuntime { inner };
-            match drt.publish_scrape_target(&target).await {
-                Ok(lease) => {
-                    tracing::debug!(address = %target.address, "system server published for Prometheus discovery");
-                    *drt.inner.scrape_lease.lock() = Some(lease);
+            let mut retry_in = std::time::Duration::from_millis(250);
+            for attempt in 1u32.. {
+                let Some(inner) = weak.upgrade() else { return };
+                let drt = DistributedRuntime { inner };
+                match drt.publish_scrape_target(&target).await {
+                    Ok(lease) => {
+                        tracing::debug!(address = %target.address, attempt, "system server published for Prometheus discovery");
+                        *drt.inner.scrape_lease.lock() = Some(lease);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(
+                        address = %target.address,
+                        error = %e,
+                        attempt,
+                        retry_in = ?retry_in,
+                        "could not publish the system server for Prometheus discovery; retrying"
+                    ),
                 }
-                Err(e) => tracing::warn!(
-                    address = %target.address,
-                    error = %e,
-                    "could not publish the system server for Prometheus discovery"
-                ),
+                drop(drt); // a runtime dropped meanwhile ends the retries
+                tokio::time::sleep(retry_in).await;
+                retry_in = (retry_in * 2).min(std::time::Duration::from_secs(5));
             }
         });
     }

@@ -21,13 +21,25 @@ pub fn read_repo_file(rel: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A running `dynamo` process, killed when dropped.
-pub struct Dynamo(Child);
+/// A running `dynamo` process, killed when dropped; its stderr (the logs)
+/// goes to a file that [`Dynamo::logs`] reads, for a failing test to show.
+pub struct Dynamo {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Dynamo {
+    /// What the process logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_else(|e| format!("(no logs: {e})"))
+    }
+}
 
 impl Drop for Dynamo {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.stderr);
     }
 }
 
@@ -38,6 +50,10 @@ pub type StdoutLines = Lines<BufReader<ChildStdout>>;
 /// from the test's environment, then with `env` set; returns the process and
 /// its stdout, lines read so far: none.
 pub fn serve(args: &[&str], env: &[(&str, &str)]) -> (Dynamo, StdoutLines) {
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let stderr = std::env::temp_dir().join(format!("dynamo-test-{}-{n}.log", std::process::id()));
+    let log = std::fs::File::create(&stderr).expect("a log file in the temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dynamo"))
         .arg("serve")
         .args(args)
@@ -45,11 +61,11 @@ pub fn serve(args: &[&str], env: &[(&str, &str)]) -> (Dynamo, StdoutLines) {
         .env_remove("NATS_SERVER")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("dynamo serve starts");
     let lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    (Dynamo(child), lines)
+    (Dynamo { child, stderr }, lines)
 }
 
 /// The next line `dynamo` printed.
