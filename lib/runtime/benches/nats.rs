@@ -1,6 +1,8 @@
 //! The NATS request plane on loopback, against raw async-nats in the same run:
 //! p50/p99 latency of a small unary request (ours: a served endpoint with its
-//! automatic metrics; raw: `Client::request` to an echoing subscriber), and
+//! automatic metrics; raw: `Client::request` to an echoing subscriber), called
+//! from the thread blocking on the runtime and from a task on a runtime
+//! worker (where the frontend's HTTP handlers call from), and
 //! responses per second for a stream of 1,000 small items (ours: a streamed
 //! response; raw: a responder publishing 1,000 messages to the caller's inbox).
 //!
@@ -29,6 +31,64 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// Sorted round-trip times of `calls` unary calls, ours and raw interleaved
+/// (so both see the same machine), after a tenth as many to warm up.
+async fn unary_round_trips(
+    ours_client: &dynamo_runtime::request_plane::Client<Small, Small>,
+    nc: &async_nats::Client,
+    request: &Small,
+    payload: &bytes::Bytes,
+    calls: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let ours_call = || async {
+        let t = Instant::now();
+        let _ = ours_client
+            .round_robin(request.clone())
+            .await
+            .expect("call")
+            .collect_all()
+            .await
+            .expect("reply");
+        t.elapsed()
+    };
+    let raw_call = || async {
+        let t = Instant::now();
+        let _ = nc.request("raw.echo", payload.clone()).await.expect("raw");
+        t.elapsed()
+    };
+    for _ in 0..calls / 10 {
+        ours_call().await;
+        raw_call().await;
+    }
+    let mut ours = Vec::with_capacity(calls);
+    let mut raw = Vec::with_capacity(calls);
+    for i in 0..calls {
+        if i % 2 == 0 {
+            ours.push(ours_call().await);
+            raw.push(raw_call().await);
+        } else {
+            raw.push(raw_call().await);
+            ours.push(ours_call().await);
+        }
+    }
+    ours.sort();
+    raw.sort();
+    (ours, raw)
+}
+
+fn report_unary(caller: &str, calls: usize, ours: Vec<Duration>, raw: Vec<Duration>) {
+    let (o50, o99, r50, r99) = (
+        percentile(&ours, 0.5),
+        percentile(&ours, 0.99),
+        percentile(&raw, 0.5),
+        percentile(&raw, 0.99),
+    );
+    println!(
+        "nats unary round trip ({calls} calls, {caller}): ours p50 {:.0} us p99 {:.0} us; raw async-nats request p50 {:.0} us p99 {:.0} us; ratio p50 {:.2} p99 {:.2}",
+        us(o50), us(o99), us(r50), us(r99), us(o50) / us(r50), us(o99) / us(r99)
+    );
 }
 
 fn main() {
@@ -95,37 +155,15 @@ fn main() {
         let request = Small { id: 7, text: "hello".to_owned() };
         let payload: bytes::Bytes = serde_json::to_vec(&request).unwrap_or_default().into();
 
-        let mut ours = Vec::with_capacity(calls);
-        let mut raw = Vec::with_capacity(calls);
-        for _ in 0..calls / 10 {
-            let _ = unary_client.round_robin(request.clone()).await.expect("call").collect_all().await;
-            let _ = nc.request("raw.echo", payload.clone()).await;
-        }
-        for i in 0..calls {
-            // Interleaved, so both see the same machine.
-            if i % 2 == 0 {
-                let t = Instant::now();
-                let _ = unary_client.round_robin(request.clone()).await.expect("call").collect_all().await.expect("reply");
-                ours.push(t.elapsed());
-                let t = Instant::now();
-                let _ = nc.request("raw.echo", payload.clone()).await.expect("raw");
-                raw.push(t.elapsed());
-            } else {
-                let t = Instant::now();
-                let _ = nc.request("raw.echo", payload.clone()).await.expect("raw");
-                raw.push(t.elapsed());
-                let t = Instant::now();
-                let _ = unary_client.round_robin(request.clone()).await.expect("call").collect_all().await.expect("reply");
-                ours.push(t.elapsed());
-            }
-        }
-        ours.sort();
-        raw.sort();
-        let (o50, o99, r50, r99) = (percentile(&ours, 0.5), percentile(&ours, 0.99), percentile(&raw, 0.5), percentile(&raw, 0.99));
-        println!(
-            "nats unary round trip ({calls} calls): ours p50 {:.0} us p99 {:.0} us; raw async-nats request p50 {:.0} us p99 {:.0} us; ratio p50 {:.2} p99 {:.2}",
-            us(o50), us(o99), us(r50), us(r99), us(o50) / us(r50), us(o99) / us(r99)
-        );
+        // From the thread that blocks on the runtime, and from a task on one
+        // of its workers (where the frontend's HTTP handlers make their calls).
+        let (o, r) = unary_round_trips(&unary_client, &nc, &request, &payload, calls).await;
+        report_unary("from block_on", calls, o, r);
+        let (c, n, req, p) = (unary_client.clone(), nc.clone(), request.clone(), payload.clone());
+        let (o, r) = tokio::spawn(async move { unary_round_trips(&c, &n, &req, &p, calls).await })
+            .await
+            .expect("the bench task");
+        report_unary("from a runtime worker", calls, o, r);
 
         let mut ours_time = Duration::ZERO;
         let mut raw_time = Duration::ZERO;

@@ -17,6 +17,7 @@ use super::{EndpointPath, InstanceId, TransportError};
 use crate::discovery::{EtcdRecords, NatsRecords, RemoteRecords};
 use instances::{InstanceRecord, InstanceRegistry, NatsServing};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use transport::NatsTransport;
@@ -36,9 +37,17 @@ impl NatsPlane {
         etcd: Option<&[String]>,
         liveness: Duration,
     ) -> Result<Arc<Self>, TransportError> {
+        let info_stale = Arc::new(AtomicBool::new(true));
+        let on_event = info_stale.clone();
         let client = async_nats::ConnectOptions::new()
             .name("dynamo-runtime")
             .reconnect_delay_callback(reconnect_delay)
+            .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Connected) {
+                    on_event.store(true, Ordering::Relaxed);
+                }
+                async {}
+            })
             .connect(url)
             .await
             .map_err(|source| TransportError::Connect {
@@ -56,7 +65,7 @@ impl NatsPlane {
             "request plane: NATS"
         );
         Ok(Arc::new(Self {
-            transport: NatsTransport::new(client, liveness),
+            transport: NatsTransport::new(client, liveness, info_stale),
             instances,
             records,
         }))

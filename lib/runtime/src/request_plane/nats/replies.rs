@@ -59,12 +59,14 @@ impl Replies {
                 } else {
                     Reply::Message(msg.payload)
                 };
-                let mut routes = routes.lock();
-                if let Some(tx) = routes.get(token) {
+                // The lock is not held while the caller is woken: a caller
+                // that runs at once and drops its route would wait for it.
+                let tx = routes.lock().get(token).cloned();
+                if let Some(tx) = tx {
                     if tx.try_send(reply).is_err() {
                         // Full (the caller stopped reading) or closed: the
                         // route goes, and its receiver sees the end.
-                        routes.remove(token);
+                        routes.lock().remove(token);
                     }
                 }
             }

@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -60,15 +61,40 @@ pub(crate) struct NatsTransport {
     liveness: Duration,
     /// The replies of this process's calls (started by the first call).
     replies: tokio::sync::OnceCell<Replies>,
+    /// The server's message size limit, as last read.
+    max_payload: AtomicUsize,
+    /// Set on every (re)connection: the next call reads the limit again
+    /// (`server_info` copies the whole server description, too much per call).
+    info_stale: Arc<AtomicBool>,
 }
 
 impl NatsTransport {
-    pub(crate) fn new(client: async_nats::Client, liveness: Duration) -> Self {
+    /// `info_stale` is set by the connection's event callback on every
+    /// (re)connection, when the server (and its limit) may have changed.
+    pub(crate) fn new(
+        client: async_nats::Client,
+        liveness: Duration,
+        info_stale: Arc<AtomicBool>,
+    ) -> Self {
+        info_stale.store(true, Ordering::Relaxed);
         Self {
             client,
             handle: Handle::current(),
             liveness,
             replies: tokio::sync::OnceCell::new(),
+            max_payload: AtomicUsize::new(0),
+            info_stale,
+        }
+    }
+
+    /// The server's message size limit (0: none known).
+    fn max_payload(&self) -> usize {
+        if self.info_stale.swap(false, Ordering::Relaxed) {
+            let limit = self.client.server_info().max_payload;
+            self.max_payload.store(limit, Ordering::Relaxed);
+            limit
+        } else {
+            self.max_payload.load(Ordering::Relaxed)
         }
     }
 
@@ -123,7 +149,7 @@ impl NatsTransport {
         // Refused here, before anything is published: a message over the
         // server's limit would make it close this connection, and every
         // stream on it with it.
-        let limit = self.client.server_info().max_payload;
+        let limit = self.max_payload();
         let bytes = payload.len() + HEADER_ALLOWANCE;
         if limit > 0 && bytes > limit {
             return Err(CallError::RequestTooLarge {
