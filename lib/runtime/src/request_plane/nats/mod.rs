@@ -37,7 +37,7 @@ impl NatsPlane {
         etcd: Option<&[String]>,
         liveness: Duration,
     ) -> Result<Arc<Self>, TransportError> {
-        let info_stale = Arc::new(AtomicBool::new(true));
+        let info_stale = Arc::new(AtomicBool::new(false));
         let on_event = info_stale.clone();
         let client = async_nats::ConnectOptions::new()
             .name("dynamo-runtime")

@@ -76,18 +76,21 @@ impl NatsTransport {
         liveness: Duration,
         info_stale: Arc<AtomicBool>,
     ) -> Self {
-        info_stale.store(true, Ordering::Relaxed);
+        // Read now, so that concurrent first calls never see "no limit".
+        let max_payload = AtomicUsize::new(client.server_info().max_payload);
         Self {
             client,
             handle: Handle::current(),
             liveness,
             replies: tokio::sync::OnceCell::new(),
-            max_payload: AtomicUsize::new(0),
+            max_payload,
             info_stale,
         }
     }
 
-    /// The server's message size limit (0: none known).
+    /// The server's message size limit (0: none known). Between a
+    /// reconnection and the re-read, a call may still check the previous
+    /// server's limit.
     fn max_payload(&self) -> usize {
         if self.info_stale.swap(false, Ordering::Relaxed) {
             let limit = self.client.server_info().max_payload;
