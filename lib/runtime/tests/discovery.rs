@@ -175,6 +175,63 @@ async fn a_request_over_the_payload_limit_is_refused_and_the_connection_lives() 
     served.stop().await;
 }
 
+/// The size limit is the current server's: after nats-server comes back
+/// with a smaller `max_payload`, a request over the new limit is refused
+/// before it is published (not sent to close the connection), and calls under
+/// it go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payload_limit_follows_a_restarted_server() {
+    use dynamo_runtime::request_plane::CallError;
+    let mut nats = NatsServer::start();
+    let worker = nats_runtime(&nats.url);
+    let caller = nats_runtime(&nats.url);
+    let ep = |drt: &DistributedRuntime| drt.namespace("ns").component("echo").endpoint("len");
+    let _served = ep(&worker)
+        .serve(|text: String, _ctx: Context| async move { Ok(single(text.len())) })
+        .await
+        .unwrap();
+    let client = ep(&caller).client::<String, usize>().await.unwrap();
+    client
+        .wait_for_instances(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let call = |len: usize| {
+        let client = client.clone();
+        async move {
+            client
+                .round_robin("y".repeat(len))
+                .await?
+                .collect_all()
+                .await
+        }
+    };
+    // Under the default limit (1 MiB), 100 kB goes through.
+    assert_eq!(call(100_000).await.unwrap(), vec![100_000]);
+    let mut nats = tokio::task::spawn_blocking(move || {
+        nats.kill();
+        nats.start_again_with_max_payload(64 * 1024);
+        nats
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while call(1).await.ok() != Some(vec![1]) {
+        assert!(
+            Instant::now() < deadline,
+            "no call succeeded within 30 s of the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    match call(100_000).await {
+        Err(CallError::RequestTooLarge { limit, .. }) => assert!(limit < 64 * 1024, "{limit}"),
+        other => panic!("expected the new limit to refuse 100 kB: {other:?}"),
+    }
+    for len in [1, 60_000] {
+        assert_eq!(call(len).await.unwrap(), vec![len], "the connection lives");
+    }
+    nats.kill();
+}
+
 /// A worker and a caller; the discovery server (nats-server, or etcd) is
 /// killed for longer than a record lease and started again: the caller's
 /// view keeps the worker all along, calls succeed again after the restart,

@@ -69,11 +69,17 @@ impl NatsServer {
     }
 
     fn spawn(port: u16, monitor: u16, dir: &Path) -> Option<Child> {
+        Self::spawn_with(port, monitor, dir, &[])
+    }
+
+    /// Starts nats-server with `extra` arguments after ours.
+    fn spawn_with(port: u16, monitor: u16, dir: &Path, extra: &[&str]) -> Option<Child> {
         let binary = nats_server_binary()?;
         let child = Command::new(binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
             .args(["-m", &monitor.to_string(), "-sd"])
             .arg(dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -103,14 +109,28 @@ impl NatsServer {
 
     /// Starts the server again after [`NatsServer::kill`], on the same port.
     pub fn start_again(&mut self) {
+        self.start_again_with(&[]);
+    }
+
+    /// Starts the server again after [`NatsServer::kill`], on the same port,
+    /// with a message size limit of `bytes` (a config file in its directory).
+    pub fn start_again_with_max_payload(&mut self, bytes: usize) {
+        let config = self.dir.join("max_payload.conf");
+        std::fs::create_dir_all(&self.dir).expect("the server's directory");
+        std::fs::write(&config, format!("max_payload: {bytes}\n")).expect("a config file");
+        let config = config.to_string_lossy().into_owned();
+        self.start_again_with(&["-c", &config]);
+    }
+
+    fn start_again_with(&mut self, extra: &[&str]) {
         let port: u16 = self
             .url
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
             .expect("the URL ends with the port");
-        self.child =
-            Self::spawn(port, self.monitor, &self.dir).expect("nats-server restarts on its port");
+        self.child = Self::spawn_with(port, self.monitor, &self.dir, extra)
+            .expect("nats-server restarts on its port");
     }
 
     /// Starts one, or panics saying how to get nats-server.
