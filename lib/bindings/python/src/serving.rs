@@ -162,77 +162,159 @@ fn python_stream(
         Ok(agen)
     })
     .map_err(handler_error)?;
-    let guard = Generator {
+    Ok(Box::pin(Generator {
         agen: Some(agen),
         locals: locals.clone(),
-    };
-    let locals = locals.clone();
-    let stream = futures::stream::unfold(Some(guard), move |state| {
-        let locals = locals.clone();
-        async move {
-            let mut guard = state?;
-            if crate::python_exiting() {
-                return Some((Err("the Python interpreter is exiting".into()), None));
-            }
-            let next = Python::attach(|py| {
-                let agen = guard.agen.as_ref().map(|a| a.bind(py).clone());
-                let anext = match agen {
-                    Some(a) => a.call_method0("__anext__")?,
-                    None => return Err(PyStopAsyncIteration::new_err(())),
-                };
-                pyo3_async_runtimes::into_future_with_locals(&locals, anext)
-            });
-            let next = match next {
-                Ok(fut) => fut.await,
-                Err(e) => Err(e),
-            };
-            match next {
-                Ok(item) => match Python::attach(|py| to_json(item.bind(py))) {
-                    Ok(json) => Some((Ok(json), Some(guard))),
-                    Err(e) => Some((Err(handler_error(e)), None)),
-                },
-                Err(e) if Python::attach(|py| e.is_instance_of::<PyStopAsyncIteration>(py)) => {
-                    guard.agen = None; // finished: nothing to close
-                    None
-                }
-                Err(e) => {
-                    guard.agen = None; // it raised: it is closed
-                    Some((Err(handler_error(e)), None))
-                }
-            }
-        }
-    });
-    Ok(Box::pin(stream))
+        pending: None,
+        tokio: tokio::runtime::Handle::try_current().ok(),
+    }))
 }
 
-/// A handler's async generator; one dropped before its end (the caller went
-/// away, the request was cancelled) is closed on its event loop, so that its
-/// `finally` blocks run now (releasing what the engine holds), not whenever
-/// the garbage collector gets to it.
+/// How long a generator dropped mid-item waits for that item before it is
+/// closed (an engine step may take a while; one that never ends is left to
+/// the garbage collector).
+const CLOSE_AFTER_ITEM_WAIT: Duration = Duration::from_secs(60);
+
+/// What `__anext__` answers, as a Rust future.
+type NextItem = std::pin::Pin<Box<dyn std::future::Future<Output = PyResult<Py<PyAny>>> + Send>>;
+
+/// A handler's async generator as a stream of its items. One dropped before
+/// its end (the caller went away, the request was cancelled) is closed on
+/// its event loop, so that its `finally` blocks run now (releasing what the
+/// engine holds), not whenever the garbage collector gets to it; when an
+/// item was being awaited then, only once that `__anext__` has finished (an
+/// async generator cannot be closed while it runs).
 struct Generator {
+    /// `None` once it finished or raised: nothing to close.
     agen: Option<Py<PyAny>>,
     locals: TaskLocals,
+    /// The `__anext__` in flight.
+    pending: Option<NextItem>,
+    /// Where a generator dropped mid-item waits for it before closing it.
+    tokio: Option<tokio::runtime::Handle>,
+}
+
+impl Generator {
+    /// Starts the next `__anext__`.
+    fn next_item(&self) -> PyResult<NextItem> {
+        Python::attach(|py| {
+            let anext = match &self.agen {
+                Some(a) => a.bind(py).call_method0("__anext__")?,
+                None => return Err(PyStopAsyncIteration::new_err(())),
+            };
+            let fut = pyo3_async_runtimes::into_future_with_locals(&self.locals, anext)?;
+            Ok(Box::pin(fut) as NextItem)
+        })
+    }
+}
+
+impl futures::Stream for Generator {
+    type Item = Result<Json, HandlerError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.agen.is_none() {
+            return Poll::Ready(None);
+        }
+        if crate::python_exiting() {
+            self.agen = None;
+            return Poll::Ready(Some(Err("the Python interpreter is exiting".into())));
+        }
+        let mut pending = match self.pending.take() {
+            Some(pending) => pending,
+            None => match self.next_item() {
+                Ok(fut) => fut,
+                Err(e) => return Poll::Ready(self.ended(e)),
+            },
+        };
+        let next = match pending.as_mut().poll(cx) {
+            Poll::Pending => {
+                self.pending = Some(pending);
+                return Poll::Pending;
+            }
+            Poll::Ready(next) => next,
+        };
+        Poll::Ready(match next {
+            Ok(item) => match Python::attach(|py| to_json(item.bind(py))) {
+                Ok(json) => Some(Ok(json)),
+                Err(e) => {
+                    self.close();
+                    Some(Err(handler_error(e)))
+                }
+            },
+            Err(e) => self.ended(e),
+        })
+    }
+}
+
+impl Generator {
+    /// The end of the stream for `__anext__`'s exception: the generator's
+    /// end, or the error it raised (either way it is closed).
+    fn ended(&mut self, e: PyErr) -> Option<Result<Json, HandlerError>> {
+        self.agen = None;
+        if Python::attach(|py| e.is_instance_of::<PyStopAsyncIteration>(py)) {
+            None
+        } else {
+            Some(Err(handler_error(e)))
+        }
+    }
+
+    /// Closes the generator on its event loop (now: nothing is in flight).
+    fn close(&mut self) {
+        if let Some(agen) = self.agen.take() {
+            close_on_loop(agen, &self.locals);
+        }
+    }
+}
+
+/// Schedules `agen.aclose()` on the handler's event loop.
+fn close_on_loop(agen: Py<PyAny>, locals: &TaskLocals) {
+    if crate::python_exiting() {
+        return;
+    }
+    Python::attach(|py| {
+        let closed = (|| -> PyResult<()> {
+            let aclose = agen.bind(py).call_method0("aclose")?;
+            py.import("asyncio")?
+                .call_method1("run_coroutine_threadsafe", (aclose, locals.event_loop(py)))?;
+            Ok(())
+        })();
+        if let Err(e) = closed {
+            tracing::debug!(error = %e, "could not close a handler's generator");
+        }
+        drop(agen);
+    });
 }
 
 impl Drop for Generator {
     fn drop(&mut self) {
         let Some(agen) = self.agen.take() else { return };
-        if crate::python_exiting() {
-            return;
-        }
-        Python::attach(|py| {
-            let closed = (|| -> PyResult<()> {
-                let aclose = agen.bind(py).call_method0("aclose")?;
-                py.import("asyncio")?.call_method1(
-                    "run_coroutine_threadsafe",
-                    (aclose, self.locals.event_loop(py)),
-                )?;
-                Ok(())
-            })();
-            if let Err(e) = closed {
-                tracing::debug!(error = %e, "could not close a handler's generator");
+        let locals = self.locals.clone();
+        match (self.pending.take(), &self.tokio) {
+            // Mid-item: closing now would fail ("already running"); close
+            // once the item is in (it is dropped, with the GIL held).
+            (Some(pending), Some(tokio)) => {
+                tokio.spawn(async move {
+                    match tokio::time::timeout(CLOSE_AFTER_ITEM_WAIT, pending).await {
+                        Ok(item) => {
+                            Python::attach(|_| drop(item));
+                            close_on_loop(agen, &locals);
+                        }
+                        Err(_) => {
+                            tracing::debug!(waited = ?CLOSE_AFTER_ITEM_WAIT, "a dropped handler's item never came; its generator is left to the garbage collector");
+                            Python::attach(|_| drop(agen));
+                        }
+                    }
+                });
             }
-        });
+            (pending, _) => {
+                Python::attach(|_| drop(pending));
+                close_on_loop(agen, &locals);
+            }
+        }
     }
 }
 

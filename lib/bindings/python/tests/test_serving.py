@@ -256,3 +256,46 @@ def test_a_handler_that_takes_a_context_gets_the_request_id_and_cancellation(drt
         await served.stop()
 
     asyncio.run(main())
+
+
+def test_a_generator_dropped_while_it_awaits_its_next_item_is_closed_once_it_has_it(drt: DistributedRuntime) -> None:
+    """The caller goes away while the handler is inside `await` (between two
+    items): the generator cannot be closed while it runs, so it is closed
+    right after that item, with its `finally` seeing the cancellation. With
+    the cyclic garbage collector off, so nothing but that close can run it."""
+    events: list[str] = []
+    closed = asyncio.Event()
+
+    async def generate(request: dict[str, Any], context: Context) -> AsyncGenerator[dict[str, Any], None]:
+        try:
+            yield {"i": 0}
+            events.append("awaiting")
+            await asyncio.sleep(request["pause"])
+            events.append("item ready")
+            yield {"i": 1}
+            events.append("resumed")  # never: it is closed at the yield
+        finally:
+            events.append(f"finally cancelled={context.is_cancelled()}")
+            closed.set()
+
+    async def main() -> None:
+        endpoint = drt.namespace("py").component("worker").endpoint("slow")
+        served = await endpoint.serve_endpoint(generate)
+        client = await endpoint.client()
+        await client.wait_for_instances(5.0)
+        stream = await client.round_robin({"pause": 0.3})
+        async for item in stream:
+            assert item == {"i": 0}
+            break
+        while "awaiting" not in events:
+            await asyncio.sleep(0.01)
+        del stream  # mid-await: the plane cancels and drops the generator
+        await asyncio.wait_for(closed.wait(), 10.0)
+        assert events == ["awaiting", "item ready", "finally cancelled=True"], events
+        await served.stop()
+
+    gc.disable()
+    try:
+        asyncio.run(main())
+    finally:
+        gc.enable()
