@@ -206,6 +206,28 @@ impl Generator {
             Ok(Box::pin(fut) as NextItem)
         })
     }
+
+    /// The end of the stream for `__anext__`'s exception: the generator's
+    /// end, or the error it raised (either way it is closed).
+    fn ended(&mut self, e: PyErr) -> Option<Result<Json, HandlerError>> {
+        let agen = self.agen.take();
+        let finished = Python::attach(|py| {
+            drop(agen);
+            e.is_instance_of::<PyStopAsyncIteration>(py)
+        });
+        if finished {
+            None
+        } else {
+            Some(Err(handler_error(e)))
+        }
+    }
+
+    /// Closes the generator on its event loop (now: nothing is in flight).
+    fn close(&mut self) {
+        if let Some(agen) = self.agen.take() {
+            close_on_loop(agen, &self.locals);
+        }
+    }
 }
 
 impl futures::Stream for Generator {
@@ -238,7 +260,8 @@ impl futures::Stream for Generator {
             Poll::Ready(next) => next,
         };
         Poll::Ready(match next {
-            Ok(item) => match Python::attach(|py| to_json(item.bind(py))) {
+            // The item is released with the GIL held (not deferred to pyo3's pool).
+            Ok(item) => match Python::attach(|py| to_json(item.into_bound(py).as_any())) {
                 Ok(json) => Some(Ok(json)),
                 Err(e) => {
                     self.close();
@@ -247,26 +270,6 @@ impl futures::Stream for Generator {
             },
             Err(e) => self.ended(e),
         })
-    }
-}
-
-impl Generator {
-    /// The end of the stream for `__anext__`'s exception: the generator's
-    /// end, or the error it raised (either way it is closed).
-    fn ended(&mut self, e: PyErr) -> Option<Result<Json, HandlerError>> {
-        self.agen = None;
-        if Python::attach(|py| e.is_instance_of::<PyStopAsyncIteration>(py)) {
-            None
-        } else {
-            Some(Err(handler_error(e)))
-        }
-    }
-
-    /// Closes the generator on its event loop (now: nothing is in flight).
-    fn close(&mut self) {
-        if let Some(agen) = self.agen.take() {
-            close_on_loop(agen, &self.locals);
-        }
     }
 }
 
