@@ -3,7 +3,7 @@
 //! process that dies leaves behind, and what an outage of either server does
 //! to the views (nothing, for as long as it lasts).
 
-use dynamo_runtime::request_plane::{single, Context};
+use dynamo_runtime::request_plane::{single, Client, Context, ServedEndpoint};
 use dynamo_runtime::{DistributedRuntime, RecordWatch, RequestPlaneConfig, RuntimeConfig};
 use dynamo_testing::{EtcdServer, NatsServer};
 use std::time::{Duration, Instant};
@@ -136,14 +136,19 @@ async fn etcd_unreachable_is_an_error_naming_the_endpoints() {
     );
 }
 
-/// A request larger than the server's max_payload is refused before it is
-/// published, and the connection (and every call on it) goes on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_over_the_payload_limit_is_refused_and_the_connection_lives() {
-    use dynamo_runtime::request_plane::{single, CallError, Context};
-    let server = NatsServer::start();
-    let worker = nats_runtime(&server.url);
-    let caller = nats_runtime(&server.url);
+/// A worker serving `ns/echo/len` (a string's length) over NATS at `url`, a
+/// caller's runtime, the served endpoint and the caller's client, once the
+/// client sees the instance.
+async fn length_service(
+    url: &str,
+) -> (
+    DistributedRuntime,
+    DistributedRuntime,
+    ServedEndpoint,
+    Client<String, usize>,
+) {
+    let worker = nats_runtime(url);
+    let caller = nats_runtime(url);
     let ep = |drt: &DistributedRuntime| drt.namespace("ns").component("echo").endpoint("len");
     let served = ep(&worker)
         .serve(|text: String, _ctx: Context| async move { Ok(single(text.len())) })
@@ -151,9 +156,19 @@ async fn a_request_over_the_payload_limit_is_refused_and_the_connection_lives() 
         .unwrap();
     let client = ep(&caller).client::<String, usize>().await.unwrap();
     client
-        .wait_for_instances(std::time::Duration::from_secs(10))
+        .wait_for_instances(Duration::from_secs(10))
         .await
         .unwrap();
+    (worker, caller, served, client)
+}
+
+/// A request larger than the server's max_payload is refused before it is
+/// published, and the connection (and every call on it) goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_payload_limit_is_refused_and_the_connection_lives() {
+    use dynamo_runtime::request_plane::CallError;
+    let server = NatsServer::start();
+    let (_worker, _caller, served, client) = length_service(&server.url).await;
     let err = client.round_robin("x".repeat(2_000_000)).await.unwrap_err();
     match &err {
         CallError::RequestTooLarge { bytes, limit, .. } => {
@@ -183,18 +198,7 @@ async fn a_request_over_the_payload_limit_is_refused_and_the_connection_lives() 
 async fn the_payload_limit_follows_a_restarted_server() {
     use dynamo_runtime::request_plane::CallError;
     let mut nats = NatsServer::start();
-    let worker = nats_runtime(&nats.url);
-    let caller = nats_runtime(&nats.url);
-    let ep = |drt: &DistributedRuntime| drt.namespace("ns").component("echo").endpoint("len");
-    let _served = ep(&worker)
-        .serve(|text: String, _ctx: Context| async move { Ok(single(text.len())) })
-        .await
-        .unwrap();
-    let client = ep(&caller).client::<String, usize>().await.unwrap();
-    client
-        .wait_for_instances(Duration::from_secs(10))
-        .await
-        .unwrap();
+    let (_worker, _caller, _served, client) = length_service(&nats.url).await;
     let call = |len: usize| {
         let client = client.clone();
         async move {
