@@ -59,6 +59,8 @@ struct Inner {
     path: EndpointPath,
     /// `path` as `namespace/component/endpoint`, written once.
     name: String,
+    /// The start of the endpoint's NATS subjects, written once.
+    subject_prefix: String,
     plane: Plane,
     next: AtomicUsize,
 }
@@ -81,6 +83,7 @@ where
         Ok(Self {
             inner: Arc::new(Inner {
                 name: path.to_string(),
+                subject_prefix: super::nats::transport::subject_prefix(&path),
                 path,
                 plane,
                 next: AtomicUsize::new(0),
@@ -273,7 +276,11 @@ where
             }
             Plane::Nats(nats) => {
                 let path = &self.inner.path;
-                let started = nats.transport.call(path, instance, payload, meta).await;
+                let prefix = &self.inner.subject_prefix;
+                let started = nats
+                    .transport
+                    .call(path, prefix, instance, payload, meta)
+                    .await;
                 if let Err(CallError::InstanceNotFound { .. }) = &started {
                     nats.instances.forget(instance);
                 }

@@ -43,18 +43,60 @@ pub const STREAM_HEARTBEAT: Duration = Duration::from_millis(500);
 /// when more frames are ready.
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// The start of every instance subject of one endpoint; an instance's is
+/// this and its id in 16 hex digits (see [`subject`]).
+pub(crate) fn subject_prefix(path: &EndpointPath) -> String {
+    format!("dynamo.rq.{}", key_prefix(path))
+}
+
 /// The subject prefix of one instance: its requests go to `<prefix>.req`,
 /// its cancels to `<prefix>.cancel`.
 pub(crate) fn subject(path: &EndpointPath, id: InstanceId) -> String {
-    format!("dynamo.rq.{}{id:016x}", key_prefix(path))
+    format!("{}{id:016x}", subject_prefix(path))
+}
+
+/// An instance's request subject, from its endpoint's [`subject_prefix`].
+fn request_subject(prefix: &str, id: InstanceId) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(prefix.len() + 20);
+    out.push_str(prefix);
+    let _ = write!(out, "{id:016x}.req");
+    out
+}
+
+/// The cancel subject beside a request subject.
+fn cancel_subject(request_subject: &str) -> String {
+    let base = request_subject
+        .strip_suffix(".req")
+        .unwrap_or(request_subject);
+    format!("{base}.cancel")
+}
+
+/// A caller's inbox as a map key (found by the inbox as text): the
+/// subject's own bytes, shared rather than copied.
+#[derive(PartialEq, Eq)]
+pub(crate) struct InboxKey(Subject);
+
+impl std::hash::Hash for InboxKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for InboxKey {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
 }
 
 /// Requests in flight on a serving instance, by the caller's inbox, to cancel.
-pub(crate) type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
+pub(crate) type Running = Arc<Mutex<HashMap<InboxKey, CancellationToken>>>;
 
 /// Carries requests and responses over one NATS connection.
 pub(crate) struct NatsTransport {
-    client: async_nats::Client,
+    /// Shared, not cloned per request: a clone of the client itself touches
+    /// a dozen counters (its command channel's among them).
+    client: Arc<async_nats::Client>,
     handle: Handle,
     /// How long a caller waits for the next frame before it gives the
     /// instance up (see `RuntimeConfig::stream_liveness`).
@@ -79,7 +121,7 @@ impl NatsTransport {
         // Read now, so that concurrent first calls never see "no limit".
         let max_payload = AtomicUsize::new(client.server_info().max_payload);
         Self {
-            client,
+            client: Arc::new(client),
             handle: Handle::current(),
             liveness,
             replies: tokio::sync::OnceCell::new(),
@@ -137,10 +179,12 @@ impl NatsTransport {
         self.replies.get().map_or(0, Replies::open)
     }
 
-    /// Sends a request to instance `id` of `path` and returns its frames.
+    /// Sends a request to instance `id` of `path` (whose [`subject_prefix`]
+    /// is `prefix`) and returns its frames.
     pub(crate) async fn call(
         &self,
         path: &EndpointPath,
+        prefix: &str,
         id: InstanceId,
         payload: Bytes,
         meta: &RequestMeta,
@@ -161,7 +205,6 @@ impl NatsTransport {
                 limit: limit.saturating_sub(HEADER_ALLOWANCE),
             });
         }
-        let base = subject(path, id);
         let replies = self
             .replies
             .get_or_try_init(|| Replies::start(&self.client))
@@ -170,7 +213,8 @@ impl NatsTransport {
         // The reply subject is unique to this call (a connection's inbox and
         // 128 random bits): the instance takes its last token as the request id.
         let (inbox, route) = replies.route();
-        let req_subject = format!("{base}.req");
+        let inbox = Subject::from(inbox);
+        let req_subject = Subject::from(request_subject(prefix, id));
         let published = if meta.is_empty() {
             self.client
                 .publish_with_reply(req_subject.clone(), inbox.clone(), payload)
@@ -187,7 +231,7 @@ impl NatsTransport {
         };
         published.map_err(|source| {
             transport(TransportError::Publish {
-                subject: req_subject.clone(),
+                subject: req_subject.to_string(),
                 source,
             })
         })?;
@@ -202,20 +246,21 @@ impl NatsTransport {
             }
             Acceptance::Silent => {
                 return Err(transport(TransportError::NotAccepted {
-                    subject: req_subject,
+                    subject: req_subject.to_string(),
                     waited: self.liveness,
                 }))
             }
         }
         let client = self.client.clone();
         let handle = self.handle.clone();
-        let cancel_subject = format!("{base}.cancel");
-        let cancel_key = inbox;
         Ok(Started {
             frames: frames.boxed(),
+            // The cancel names the call by its inbox; its subject is only
+            // written when a call is cancelled.
             cancel: Box::new(move || {
                 handle.spawn(async move {
-                    if let Err(e) = client.publish(cancel_subject, cancel_key.into()).await {
+                    let key = Bytes::copy_from_slice(inbox.as_bytes());
+                    if let Err(e) = client.publish(cancel_subject(&req_subject), key).await {
                         tracing::debug!(error = %e, "could not publish a cancel");
                     }
                 });
@@ -227,7 +272,7 @@ impl NatsTransport {
 /// Publishes a request's frames to its caller's inbox, the frames ready
 /// together in one message.
 struct NatsSink {
-    client: async_nats::Client,
+    client: Arc<async_nats::Client>,
     inbox: Subject,
     pending: BytesMut,
 }
@@ -364,7 +409,7 @@ impl Stream for LiveFrames {
 
 /// Publishes a heartbeat to `inbox` every [`STREAM_HEARTBEAT`], for as long
 /// as it is polled.
-async fn heartbeats(client: async_nats::Client, inbox: Subject) {
+async fn heartbeats(client: Arc<async_nats::Client>, inbox: Subject) {
     loop {
         tokio::time::sleep(STREAM_HEARTBEAT).await;
         if let Err(e) = client.publish(inbox.clone(), wire::alive()).await {
@@ -374,7 +419,7 @@ async fn heartbeats(client: async_nats::Client, inbox: Subject) {
 }
 
 async fn serve_requests(
-    client: async_nats::Client,
+    client: Arc<async_nats::Client>,
     mut requests: async_nats::Subscriber,
     handler: Arc<dyn RawHandler>,
     metrics: Option<Arc<EndpointMetrics>>,
@@ -399,7 +444,9 @@ async fn serve_requests(
         let request_id = inbox.rsplit('.').next().unwrap_or_default().to_owned();
         let token = CancellationToken::new();
         // Keyed by the caller's inbox, unique per call: a cancel names it.
-        running.lock().insert(inbox.to_string(), token.clone());
+        running
+            .lock()
+            .insert(InboxKey(inbox.clone()), token.clone());
         let (client, handler, metrics, running) = (
             client.clone(),
             handler.clone(),
@@ -407,7 +454,7 @@ async fn serve_requests(
             running.clone(),
         );
         let request = async move {
-            let key = inbox.to_string();
+            let key = inbox.clone();
             let beats = heartbeats(client.clone(), inbox.clone());
             let mut sink = NatsSink {
                 client,
@@ -423,7 +470,7 @@ async fn serve_requests(
                 () = drive(handler, msg.payload, ctx, metrics.as_ref(), &mut sink) => {}
                 () = beats => {}
             }
-            running.lock().remove(&key);
+            running.lock().remove(key.as_str());
         };
         // A request that completes at once (a unary answer ready now) is
         // served right here; one that waits goes on in a task of its own.
