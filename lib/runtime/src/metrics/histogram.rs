@@ -42,23 +42,31 @@ impl Exemplar {
     /// valid label name, or the length when the names and values together
     /// exceed [`EXEMPLAR_MAX_CHARS`] characters.
     pub fn new(labels: &[(&str, &str)]) -> Result<Self, MetricsError> {
-        let mut chars = 0;
+        let mut bytes = 0;
         for (name, value) in labels {
             if !valid_label_name(name) {
                 return Err(MetricsError::InvalidExemplar {
                     reason: format!("invalid label name {name:?}"),
                 });
             }
-            chars += name.chars().count() + value.chars().count();
+            bytes += name.len() + value.len();
         }
-        if chars > EXEMPLAR_MAX_CHARS {
-            return Err(MetricsError::InvalidExemplar {
-                reason: format!(
-                    "labels of {chars} characters, more than the {EXEMPLAR_MAX_CHARS} allowed"
-                ),
-            });
+        // Characters are counted only when the bytes could exceed the limit
+        // (a request's exemplar never does: this runs once per request).
+        if bytes > EXEMPLAR_MAX_CHARS {
+            let chars: usize = labels
+                .iter()
+                .map(|(name, value)| name.chars().count() + value.chars().count())
+                .sum();
+            if chars > EXEMPLAR_MAX_CHARS {
+                return Err(MetricsError::InvalidExemplar {
+                    reason: format!(
+                        "labels of {chars} characters, more than the {EXEMPLAR_MAX_CHARS} allowed"
+                    ),
+                });
+            }
         }
-        let mut text = String::new();
+        let mut text = String::with_capacity(bytes + 4 * labels.len());
         write_label_pairs(&mut text, labels.iter().copied());
         Ok(Self {
             labels: text.into(),

@@ -98,12 +98,20 @@ where
 
     /// The live instances known now, sorted.
     pub fn instance_ids(&self) -> Vec<InstanceId> {
-        let mut ids = match &self.inner.plane {
-            Plane::Local(local) => local.instances(&self.inner.path),
+        self.sorted_instances().to_vec()
+    }
+
+    /// The live instances, sorted, shared with the registry where it has
+    /// them so (no copy per call).
+    fn sorted_instances(&self) -> Arc<[InstanceId]> {
+        match &self.inner.plane {
+            Plane::Local(local) => {
+                let mut ids = local.instances(&self.inner.path);
+                ids.sort_unstable();
+                ids.into()
+            }
             Plane::Nats(nats) => nats.instances.instances(&self.inner.name),
-        };
-        ids.sort_unstable();
-        ids
+        }
     }
 
     /// Waits until at least one instance is serving.
@@ -201,16 +209,17 @@ where
         meta: &RequestMeta,
     ) -> Result<ResponseReceiver<Resp>, CallError> {
         let payload = self.encode(&request)?;
-        let mut ids = self.instance_ids();
+        let mut ids = self.sorted_instances();
         if ids.is_empty() && matches!(self.inner.plane, Plane::Nats(_)) {
             // A worker that registered a moment ago may not be in the view
             // yet (its model card can arrive first): wait a little for it.
-            ids =
-                self.instances_within(ROUTE_WAIT)
-                    .await
-                    .ok_or_else(|| CallError::NoInstances {
-                        endpoint: self.endpoint(),
-                    })?;
+            ids = self
+                .instances_within(ROUTE_WAIT)
+                .await
+                .ok_or_else(|| CallError::NoInstances {
+                    endpoint: self.endpoint(),
+                })?
+                .into();
         }
         if ids.is_empty() {
             return Err(CallError::NoInstances {

@@ -84,15 +84,22 @@ async fn run(
     guard: &mut Option<super::endpoint_metrics::RequestGuard>,
     sink: &mut impl FrameSink,
 ) -> Outcome {
-    let cancel = ctx.cancellation_token();
+    let cancel = ctx.cancel_token();
     let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(payload, ctx.clone())));
     let started = match started {
         Ok(fut) => {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Outcome::Failed(error_type::CANCELLED),
-                r = AssertUnwindSafe(fut).catch_unwind() => r.unwrap_or_else(|p| Err(panic_failure(p))),
-            }
+            let mut fut = AssertUnwindSafe(fut).catch_unwind();
+            // A handler that starts at once (most do) needs no wait on the
+            // cancellation beside it.
+            let r = match (&mut fut).now_or_never() {
+                Some(r) => r,
+                None => tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Outcome::Failed(error_type::CANCELLED),
+                    r = fut => r,
+                },
+            };
+            r.unwrap_or_else(|p| Err(panic_failure(p)))
         }
         Err(p) => Err(panic_failure(p)),
     };

@@ -115,8 +115,8 @@ impl Context {
         self.cancel.cancelled().await
     }
 
-    pub(crate) fn cancellation_token(&self) -> CancellationToken {
-        self.cancel.clone()
+    pub(crate) fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
     }
 }
 

@@ -31,13 +31,17 @@ pub struct InstanceRecord {
     pub system_addr: Option<String>,
 }
 
+/// Instance ids by endpoint name, each list sorted and shared.
+type ByEndpoint = HashMap<String, Arc<[InstanceId]>>;
+
 /// The instances of every endpoint, as the bucket's view shows them. The
 /// view is opened by the first client of the process, so a worker that calls
 /// no endpoint receives nobody's instance records.
 pub(crate) struct InstanceRegistry {
     view: tokio::sync::OnceCell<RecordWatch>,
-    /// The view's records by endpoint, as of a view version.
-    by_endpoint: RwLock<(u64, HashMap<String, Vec<InstanceId>>)>,
+    /// The view's records by endpoint (each list sorted, shared with the
+    /// callers), as of a view version.
+    by_endpoint: RwLock<(u64, ByEndpoint)>,
     /// Instances that did not answer, and when: skipped for a lease.
     forgotten: Mutex<HashMap<InstanceId, Instant>>,
 }
@@ -95,19 +99,26 @@ impl InstanceRegistry {
 
     /// The instances of `endpoint` (`namespace/component/endpoint`) now
     /// (never waits on the network).
-    pub(crate) fn instances(&self, endpoint: &str) -> Vec<InstanceId> {
+    pub(crate) fn instances(&self, endpoint: &str) -> Arc<[InstanceId]> {
         let Some(view) = self.view.get() else {
-            return Vec::new();
+            return Arc::from([]);
         };
         let version = view.version();
         let mut ids = {
             let cached = self.by_endpoint.read();
             if cached.0 == version {
-                cached.1.get(endpoint).cloned().unwrap_or_default()
+                cached
+                    .1
+                    .get(endpoint)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from([]))
             } else {
                 drop(cached);
                 let fresh = group(view);
-                let ids = fresh.get(endpoint).cloned().unwrap_or_default();
+                let ids = fresh
+                    .get(endpoint)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from([]));
                 *self.by_endpoint.write() = (version, fresh);
                 ids
             }
@@ -118,8 +129,14 @@ impl InstanceRegistry {
             // Skipped only while another is left: a lone instance that did
             // not answer (it is reconnecting to a restarted nats-server, say)
             // is tried again at once rather than refused for a lease.
-            if ids.iter().any(|id| !forgotten.contains_key(id)) {
-                ids.retain(|id| !forgotten.contains_key(id));
+            if ids.iter().any(|id| forgotten.contains_key(id))
+                && ids.iter().any(|id| !forgotten.contains_key(id))
+            {
+                ids = ids
+                    .iter()
+                    .filter(|id| !forgotten.contains_key(id))
+                    .copied()
+                    .collect();
             }
         }
         ids
@@ -150,7 +167,7 @@ impl InstanceRegistry {
 }
 
 /// The view's instances by endpoint.
-fn group(view: &RecordWatch) -> HashMap<String, Vec<InstanceId>> {
+fn group(view: &RecordWatch) -> ByEndpoint {
     let mut by_endpoint: HashMap<String, Vec<InstanceId>> = HashMap::new();
     view.for_each_value(|v| {
         let Ok(r) = serde_json::from_slice::<InstanceRecord>(v) else {
@@ -160,11 +177,14 @@ fn group(view: &RecordWatch) -> HashMap<String, Vec<InstanceId>> {
             by_endpoint.entry(r.endpoint).or_default().push(id);
         }
     });
-    for ids in by_endpoint.values_mut() {
-        ids.sort_unstable();
-        ids.dedup();
-    }
     by_endpoint
+        .into_iter()
+        .map(|(endpoint, mut ids)| {
+            ids.sort_unstable();
+            ids.dedup();
+            (endpoint, Arc::from(ids))
+        })
+        .collect()
 }
 
 /// A serving instance's record.
