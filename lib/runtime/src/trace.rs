@@ -6,7 +6,7 @@
 //! exemplar.
 
 use crate::metrics::Exemplar;
-use crate::prometheus_names::exemplar as names;
+use std::sync::Arc;
 
 /// The most bytes of a request id kept; longer ids are cut (at a character
 /// boundary).
@@ -138,18 +138,13 @@ impl RequestMeta {
     /// The exemplar labels of this request: `request_id` and, with a trace
     /// context, `trace_id`. `None` when it has neither.
     pub fn exemplar(&self) -> Option<Exemplar> {
-        let mut labels: Vec<(&str, &str)> = Vec::with_capacity(2);
-        if let Some(id) = self.request_id() {
-            labels.push((names::REQUEST_ID, id));
-        }
-        if let Some(trace) = self.trace_id() {
-            labels.push((names::TRACE_ID, trace));
-        }
-        if labels.is_empty() {
-            return None;
-        }
-        // Within the 128-character limit by construction (10 + 64 + 8 + 32).
-        Exemplar::new(&labels).ok()
+        Exemplar::of_request(&Arc::new(self.clone()))
+    }
+
+    /// [`Self::exemplar`] of a shared meta: no copy, the labels written out
+    /// only when a scrape reads them (what the request paths record).
+    pub fn shared_exemplar(self: &Arc<Self>) -> Option<Exemplar> {
+        Exemplar::of_request(self)
     }
 }
 
@@ -203,8 +198,21 @@ mod tests {
         let id = meta.request_id().unwrap();
         assert!(id.len() <= MAX_REQUEST_ID_BYTES && long.starts_with(id));
         let tp = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        let x = "x".repeat(500);
-        assert!(RequestMeta::new(&x, tp).exemplar().is_some());
+        let x = "é\"x\n".repeat(100);
+        // The longest id and a trace id, written out when read, are what the
+        // checking constructor makes of the same labels (so within its limit).
+        let longest = RequestMeta::new(&x, tp.clone()).exemplar().unwrap();
+        let bounded_id = RequestMeta::new(&x, None).request_id().unwrap().to_owned();
+        let checked = Exemplar::new(&[
+            ("request_id", &bounded_id),
+            ("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        ])
+        .unwrap();
+        assert_eq!(longest.label_text(), checked.label_text());
+        assert_eq!(longest, checked);
+        let mut written = String::from("{");
+        longest.write_labels(&mut written);
+        assert_eq!(written, format!("{{{}", checked.label_text()));
         assert!(RequestMeta::new("", None).is_empty());
         assert!(RequestMeta::new("", None).exemplar().is_none());
         // The request plane's id fills in only where the caller gave none,

@@ -31,11 +31,29 @@ pub const EXEMPLAR_MAX_CHARS: usize = 128;
 /// assert!(Exemplar::new(&[("id", &"x".repeat(200))]).is_err());
 /// # Ok::<(), dynamo_runtime::MetricsError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Exemplar {
-    /// `a="x",b="y"`, escaped; shared, so recording one is no copy.
-    labels: Arc<str>,
+    labels: Labels,
 }
+
+/// An exemplar's labels: written out once, or a request's id and trace
+/// context, shared with the request and written out only when a scrape
+/// reads them (a request's exemplar is recorded far more often than read).
+#[derive(Debug, Clone)]
+enum Labels {
+    /// `a="x",b="y"`, escaped; shared, so recording one is no copy.
+    Text(Arc<str>),
+    /// `request_id` and `trace_id` of a request that has at least one.
+    Request(Arc<crate::RequestMeta>),
+}
+
+impl PartialEq for Exemplar {
+    fn eq(&self, other: &Self) -> bool {
+        self.label_text() == other.label_text()
+    }
+}
+
+impl Eq for Exemplar {}
 
 impl Exemplar {
     /// An exemplar with these labels. Errors name the label that is not a
@@ -69,13 +87,45 @@ impl Exemplar {
         let mut text = String::with_capacity(bytes + 4 * labels.len());
         write_label_pairs(&mut text, labels.iter().copied());
         Ok(Self {
-            labels: text.into(),
+            labels: Labels::Text(text.into()),
+        })
+    }
+
+    /// The exemplar of a request: its `request_id` and, with a trace
+    /// context, its `trace_id`; `None` when it has neither. Valid by
+    /// construction (a bounded id, a checked trace id: within
+    /// [`EXEMPLAR_MAX_CHARS`]), and written out only when read.
+    pub(crate) fn of_request(meta: &Arc<crate::RequestMeta>) -> Option<Self> {
+        (!meta.is_empty()).then(|| Self {
+            labels: Labels::Request(meta.clone()),
         })
     }
 
     /// The labels as written: `a="x",b="y"`.
-    pub fn label_text(&self) -> &str {
-        &self.labels
+    pub fn label_text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.labels {
+            Labels::Text(text) => std::borrow::Cow::Borrowed(text),
+            Labels::Request(_) => {
+                let mut text = String::with_capacity(96);
+                self.write_labels(&mut text);
+                std::borrow::Cow::Owned(text)
+            }
+        }
+    }
+
+    /// Appends [`Self::label_text`] to `out`.
+    pub(crate) fn write_labels(&self, out: &mut String) {
+        use crate::metrics::prometheus_names::exemplar as names;
+        match &self.labels {
+            Labels::Text(text) => out.push_str(text),
+            Labels::Request(meta) => {
+                let pairs = [
+                    meta.request_id().map(|id| (names::REQUEST_ID, id)),
+                    meta.trace_id().map(|trace| (names::TRACE_ID, trace)),
+                ];
+                write_label_pairs(out, pairs.into_iter().flatten());
+            }
+        }
     }
 }
 

@@ -126,7 +126,7 @@ impl Drop for RequestGuard {
         }
         m.duration.observe_with_optional_exemplar(
             self.start.elapsed().as_secs_f64(),
-            self.meta.exemplar().as_ref(),
+            self.meta.shared_exemplar().as_ref(),
         );
         m.concurrent.dec();
     }

@@ -80,7 +80,7 @@ impl Encoder for OpenMetricsEncoder {
                 write_histogram(&mut self.out, name, labels, h, |out, bucket| {
                     exemplars.with(bucket, |e| {
                         out.push_str(" # {");
-                        out.push_str(e.exemplar.label_text());
+                        e.exemplar.write_labels(out);
                         out.push_str("} ");
                         write_f64(out, e.value);
                         out.push(' ');

@@ -406,7 +406,7 @@ impl ProtobufEncoder {
 /// Writes an `Exemplar` field of a bucket.
 fn exemplar(out: &mut Vec<u8>, e: &crate::metrics::histogram::Recorded) {
     let mut body = Vec::with_capacity(64);
-    for_each_label(e.exemplar.label_text(), |name, value| {
+    for_each_label(&e.exemplar.label_text(), |name, value| {
         label_pair(&mut body, field::EXEMPLAR_LABEL, name, value)
     });
     wire::double(&mut body, field::EXEMPLAR_VALUE, e.value);
