@@ -2,7 +2,8 @@
 //! its NATS connection drops as a killed process's would): every stream it
 //! carried ends for the caller with `WorkerLost` within the liveness
 //! deadline, and the caller is left with no task and no reply route of those
-//! requests.
+//! requests; and a live worker that is silent for longer than that deadline
+//! keeps its calls (its heartbeats).
 
 use dynamo_runtime::request_plane::{CallError, Context, ResponseStream, TransportError};
 use dynamo_runtime::{DistributedRuntime, RequestPlaneConfig, RuntimeConfig};
@@ -148,5 +149,62 @@ fn a_dead_workers_streams_end_and_leave_no_task_or_subscription() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         eprintln!("streams ended {ended_after:?} after the worker died; tasks back to {baseline}");
+    });
+}
+
+/// The other side of the deadline: a live worker that is silent for longer
+/// than it (before its first item, between two items, before a unary
+/// answer) keeps its calls, because it sends heartbeats while it works.
+#[test]
+fn a_slow_live_worker_keeps_its_calls_by_its_heartbeats() {
+    let nats = NatsServer::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let drt = DistributedRuntime::from_config(config(&nats.url)).unwrap();
+        let silence = LIVENESS * 2 + LIVENESS / 2;
+        let comp = drt.namespace("ns").component("slow");
+        let _stream = comp
+            .endpoint("stream")
+            .serve(move |n: u64, _ctx: Context| async move {
+                let items: ResponseStream<u64> =
+                    Box::pin(futures::stream::unfold(0u64, move |i| async move {
+                        if i == n {
+                            return None;
+                        }
+                        tokio::time::sleep(silence).await;
+                        Some((Ok(i), i + 1))
+                    }));
+                Ok(items)
+            })
+            .await
+            .unwrap();
+        let _unary = comp
+            .endpoint("unary")
+            .serve(move |x: u64, _ctx: Context| async move {
+                tokio::time::sleep(silence).await;
+                Ok(dynamo_runtime::request_plane::single(x + 1))
+            })
+            .await
+            .unwrap();
+        let stream = comp.endpoint("stream").client::<u64, u64>().await.unwrap();
+        let unary = comp.endpoint("unary").client::<u64, u64>().await.unwrap();
+        stream
+            .wait_for_instances(Duration::from_secs(10))
+            .await
+            .unwrap();
+        unary
+            .wait_for_instances(Duration::from_secs(10))
+            .await
+            .unwrap();
+        let (items, answer) = tokio::join!(
+            async { stream.round_robin(2).await?.collect_all().await },
+            async { unary.round_robin(41).await?.collect_all().await },
+        );
+        assert_eq!(items.unwrap(), vec![0, 1], "silent {silence:?} twice");
+        assert_eq!(answer.unwrap(), vec![42], "silent {silence:?} once");
     });
 }

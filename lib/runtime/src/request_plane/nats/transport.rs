@@ -283,8 +283,10 @@ impl NatsSink {
             return Ok(());
         }
         let message = self.pending.split().freeze();
-        self.client
-            .publish(self.inbox.clone(), message)
+        // Boxed: the client's publish future is several hundred bytes, and
+        // inline it would make every request's future (allocated per
+        // request) too large for the allocator's fast per-thread cache.
+        Box::pin(self.client.publish(self.inbox.clone(), message))
             .await
             .map_err(|_| SinkError::Transport)
     }
@@ -412,7 +414,8 @@ impl Stream for LiveFrames {
 async fn heartbeats(client: Arc<async_nats::Client>, inbox: Subject) {
     loop {
         tokio::time::sleep(STREAM_HEARTBEAT).await;
-        if let Err(e) = client.publish(inbox.clone(), wire::alive()).await {
+        // Boxed, as in `NatsSink::publish`: this future is part of every request's.
+        if let Err(e) = Box::pin(client.publish(inbox.clone(), wire::alive())).await {
             tracing::debug!(error = %e, "could not send a heartbeat");
         }
     }
@@ -447,37 +450,35 @@ async fn serve_requests(
         running
             .lock()
             .insert(InboxKey(inbox.clone()), token.clone());
-        let (client, handler, metrics, running) = (
-            client.clone(),
-            handler.clone(),
-            metrics.clone(),
-            running.clone(),
-        );
+        let meta = msg.headers.as_ref().map(meta_of).unwrap_or_default();
+        let ctx = Context::new(request_id, meta, token);
+        let mut sink = NatsSink {
+            client: client.clone(),
+            inbox: inbox.clone(),
+            pending: BytesMut::new(),
+        };
+        let (handler, metrics, payload) = (handler.clone(), metrics.clone(), msg.payload);
         let request = async move {
-            let key = inbox.clone();
-            let beats = heartbeats(client.clone(), inbox.clone());
-            let mut sink = NatsSink {
-                client,
-                inbox,
-                pending: BytesMut::new(),
-            };
-            let meta = msg.headers.as_ref().map(meta_of).unwrap_or_default();
-            let ctx = Context::new(request_id, meta, token);
-            // The heartbeats run in this task, beside the request, and stop
-            // with it (no task of their own to start and stop per request).
+            drive(handler, payload, ctx, metrics.as_ref(), &mut sink).await;
+        };
+        let mut request = Box::pin(request);
+        // A request that completes at once (a unary answer ready now) is
+        // served right here; one that waits goes on in a task of its own,
+        // with its heartbeats beside it (no task of their own to start and
+        // stop per request, and none for a request served at once).
+        if futures::FutureExt::now_or_never(request.as_mut()).is_some() {
+            running.lock().remove(inbox.as_str());
+            continue;
+        }
+        let (client, running) = (client.clone(), running.clone());
+        tokio::spawn(async move {
             tokio::select! {
                 biased;
-                () = drive(handler, msg.payload, ctx, metrics.as_ref(), &mut sink) => {}
-                () = beats => {}
+                () = request => {}
+                () = heartbeats(client, inbox.clone()) => {}
             }
-            running.lock().remove(key.as_str());
-        };
-        // A request that completes at once (a unary answer ready now) is
-        // served right here; one that waits goes on in a task of its own.
-        let mut request = Box::pin(request);
-        if futures::FutureExt::now_or_never(request.as_mut()).is_none() {
-            tokio::spawn(request);
-        }
+            running.lock().remove(inbox.as_str());
+        });
     }
 }
 
