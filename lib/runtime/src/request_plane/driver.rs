@@ -85,6 +85,11 @@ async fn run(
     sink: &mut impl FrameSink,
 ) -> Outcome {
     let cancel = ctx.cancel_token();
+    // Cancelled before it started (its cancel came first): the handler
+    // never runs.
+    if cancel.is_cancelled() {
+        return Outcome::Failed(error_type::CANCELLED);
+    }
     let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(payload, ctx.clone())));
     let started = match started {
         Ok(fut) => {

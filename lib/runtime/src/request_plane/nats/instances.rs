@@ -205,7 +205,7 @@ impl NatsServing {
         self.stop().await;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let left = in_flight.lock().len();
+            let left = in_flight.len();
             if left == 0 || tokio::time::Instant::now() >= deadline {
                 return left;
             }

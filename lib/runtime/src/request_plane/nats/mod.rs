@@ -6,6 +6,7 @@
 //! announced over the same NATS connection. [`NatsPlane`] is the connection
 //! and the parts.
 
+mod in_flight;
 pub(crate) mod instances;
 mod replies;
 pub(crate) mod transport;

@@ -8,6 +8,7 @@
 //! as the request reached it, and the call moves on. Dropping the stream
 //! publishes a cancel to the instance.
 
+use super::in_flight::InFlight;
 use super::key_prefix;
 use super::replies::{Replies, Reply, Route};
 use super::wire;
@@ -22,8 +23,7 @@ use crate::request_plane::{
 use async_nats::Subject;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -72,25 +72,8 @@ fn cancel_subject(request_subject: &str) -> String {
     format!("{base}.cancel")
 }
 
-/// A caller's inbox as a map key (found by the inbox as text): the
-/// subject's own bytes, shared rather than copied.
-#[derive(PartialEq, Eq)]
-pub(crate) struct InboxKey(Subject);
-
-impl std::hash::Hash for InboxKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.as_str().hash(state);
-    }
-}
-
-impl std::borrow::Borrow<str> for InboxKey {
-    fn borrow(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-/// Requests in flight on a serving instance, by the caller's inbox, to cancel.
-pub(crate) type Running = Arc<Mutex<HashMap<InboxKey, CancellationToken>>>;
+/// Requests in flight on a serving instance (see [`InFlight`]).
+pub(crate) type Running = Arc<InFlight>;
 
 /// Carries requests and responses over one NATS connection.
 pub(crate) struct NatsTransport {
@@ -446,10 +429,11 @@ async fn serve_requests(
         // The reply subject's last token is unique per call: the request id.
         let request_id = inbox.rsplit('.').next().unwrap_or_default().to_owned();
         let token = CancellationToken::new();
-        // Keyed by the caller's inbox, unique per call: a cancel names it.
-        running
-            .lock()
-            .insert(InboxKey(inbox.clone()), token.clone());
+        // A caller that gave up at once may have had its cancel read first.
+        if running.cancelled_early(inbox.as_str()) {
+            token.cancel();
+        }
+        let registered = token.clone();
         let meta = msg.headers.as_ref().map(meta_of).unwrap_or_default();
         let ctx = Context::new(request_id, meta, token);
         let mut sink = NatsSink {
@@ -467,9 +451,10 @@ async fn serve_requests(
         // with its heartbeats beside it (no task of their own to start and
         // stop per request, and none for a request served at once).
         if futures::FutureExt::now_or_never(request.as_mut()).is_some() {
-            running.lock().remove(inbox.as_str());
             continue;
         }
+        // Keyed by the caller's inbox, unique per call: a cancel names it.
+        running.register(inbox.clone(), registered);
         let (client, running) = (client.clone(), running.clone());
         tokio::spawn(async move {
             tokio::select! {
@@ -477,7 +462,7 @@ async fn serve_requests(
                 () = request => {}
                 () = heartbeats(client, inbox.clone()) => {}
             }
-            running.lock().remove(inbox.as_str());
+            running.remove(inbox.as_str());
         });
     }
 }
@@ -492,10 +477,7 @@ async fn serve_cancels(
             _ = stop.cancelled() => break,
             msg = cancels.next() => match msg { Some(m) => m, None => break },
         };
-        let id = String::from_utf8_lossy(&msg.payload);
-        if let Some(token) = running.lock().get(id.as_ref()) {
-            token.cancel();
-        }
+        running.cancel(&String::from_utf8_lossy(&msg.payload));
     }
 }
 
@@ -527,4 +509,66 @@ fn meta_of(headers: &async_nats::HeaderMap) -> RequestMeta {
         .get(TRACEPARENT_HEADER)
         .and_then(|v| TraceParent::parse(v.as_str()));
     RequestMeta::new(id, traceparent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request_plane::handler::Typed;
+    use crate::request_plane::single;
+
+    /// A caller that gives up at once can have its cancel read before its
+    /// request (they come on two subscriptions, read by two tasks): the
+    /// request then starts cancelled and its handler never runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancel_read_before_its_request_keeps_its_handler_from_running() {
+        let nats = dynamo_testing::NatsServer::start();
+        let client = async_nats::connect(&nats.url).await.unwrap();
+        let transport = NatsTransport::new(client.clone(), Duration::from_secs(3), Arc::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let handler = Arc::new(Typed::new(move |x: u64, _ctx: Context| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(single(x)) }
+        }));
+        let (stop, running) = transport.serve("t.early", handler, None).await.unwrap();
+
+        let gone = "_INBOX.early.gone";
+        let mut gone_replies = client.subscribe(gone).await.unwrap();
+        client.publish("t.early.cancel", gone.into()).await.unwrap();
+        client.flush().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while running.early_len() == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the cancel is kept");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        client
+            .publish_with_reply("t.early.req", gone, "7".into())
+            .await
+            .unwrap();
+        // A later request is answered (requests are served in order: the
+        // cancelled one was handled before it).
+        let live = "_INBOX.early.live";
+        let mut live_replies = client.subscribe(live).await.unwrap();
+        client
+            .publish_with_reply("t.early.req", live, "8".into())
+            .await
+            .unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), live_replies.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut frames = VecDeque::new();
+        wire::read(reply.payload, &mut frames).unwrap();
+        assert_eq!(
+            frames.into_iter().collect::<Vec<_>>(),
+            vec![Frame::Item(Bytes::from_static(b"8")), Frame::End]
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "only the live request ran");
+        assert_eq!(running.early_len(), 0, "the kept cancel was used");
+        assert_eq!(running.len(), 0);
+        let nothing = tokio::time::timeout(Duration::from_millis(200), gone_replies.next()).await;
+        assert!(nothing.is_err(), "the cancelled request sent nothing");
+        stop.cancel();
+    }
 }
