@@ -192,10 +192,6 @@ impl Route {
         }
         Poll::Pending
     }
-
-    pub(crate) async fn recv(&mut self) -> Option<Reply> {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
-    }
 }
 
 impl Drop for Route {

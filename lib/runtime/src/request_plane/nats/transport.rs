@@ -28,7 +28,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{ready, Context as TaskContext, Poll};
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -306,31 +306,54 @@ enum Acceptance {
 /// The silence counts from the last message read (heartbeats included), and
 /// messages waiting in the subscription are read before the deadline is
 /// checked, so a caller that was slow to read never loses a live instance.
+/// A message only notes when it came; the timer is moved on when it fires
+/// early (not per message: each move takes the timer wheel's lock).
 struct LiveFrames {
     messages: Route,
     liveness: Duration,
     silence: Pin<Box<tokio::time::Sleep>>,
+    /// When the last message came (the call's start before the first).
+    heard: tokio::time::Instant,
     ready: VecDeque<Frame>,
     done: bool,
 }
 
 impl LiveFrames {
     fn new(messages: Route, liveness: Duration) -> Self {
+        let now = tokio::time::Instant::now();
         Self {
             messages,
             liveness,
-            silence: Box::pin(tokio::time::sleep(liveness)),
+            silence: Box::pin(tokio::time::sleep_until(now + liveness)),
+            heard: now,
             ready: VecDeque::new(),
             done: false,
         }
     }
 
+    /// Ready once nothing has come for `liveness`.
+    fn poll_silent(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        loop {
+            ready!(self.silence.as_mut().poll(cx));
+            let due = self.heard + self.liveness;
+            if due <= tokio::time::Instant::now() {
+                return Poll::Ready(());
+            }
+            self.silence.as_mut().reset(due);
+        }
+    }
+
     /// Waits for the first message.
     async fn accepted(&mut self) -> Acceptance {
-        let first = tokio::select! {
-            biased;
-            m = self.messages.recv() => m,
-            _ = &mut self.silence => return Acceptance::Silent,
+        let first = std::future::poll_fn(|cx| {
+            if let Poll::Ready(m) = self.messages.poll_recv(cx) {
+                return Poll::Ready(Some(m));
+            }
+            self.poll_silent(cx).map(|()| None)
+        })
+        .await;
+        let Some(first) = first else {
+            return Acceptance::Silent;
         };
         match first {
             Some(Reply::NoResponders) => Acceptance::NoResponders,
@@ -343,11 +366,9 @@ impl LiveFrames {
         }
     }
 
-    /// Takes in one message and restarts the silence deadline.
+    /// Takes in one message; the silence counts from now.
     fn take_message(&mut self, payload: Bytes) {
-        self.silence
-            .as_mut()
-            .reset(tokio::time::Instant::now() + self.liveness);
+        self.heard = tokio::time::Instant::now();
         if let Err(e) = wire::read(payload, &mut self.ready) {
             self.ready.push_back(Frame::Failed(Failure::new(
                 error_type::TRANSPORT,
@@ -377,7 +398,7 @@ impl Stream for LiveFrames {
                     return Poll::Ready(None);
                 }
                 Poll::Pending => {
-                    return match self.silence.as_mut().poll(cx) {
+                    return match self.poll_silent(cx) {
                         Poll::Ready(()) => {
                             self.done = true;
                             Poll::Ready(Some(Err(TransportError::WorkerLost {
