@@ -28,6 +28,7 @@ pub mod http_server;
 pub mod logging;
 mod metrics;
 pub mod metrics_http;
+mod prehashed;
 pub mod request_plane;
 mod runtime;
 mod scrape_targets;

@@ -14,6 +14,7 @@ use super::prometheus_names::series_limit;
 use super::sample::SeriesValue;
 use super::spec::{MetricSpec, OnRefused};
 use super::text;
+use crate::prehashed::PreHashed;
 use crate::MetricsError;
 use parking_lot::{Mutex, RwLock};
 use prometheus::{Counter, Gauge, HistogramOpts, IntCounter, IntGauge, Opts};
@@ -115,24 +116,6 @@ impl Sealed for Histogram {
     }
     fn number(&self) -> Option<SeriesValue<'static>> {
         None
-    }
-}
-
-/// A hasher for keys that are hashes already.
-#[derive(Default)]
-struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
     }
 }
 

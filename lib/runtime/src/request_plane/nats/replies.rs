@@ -16,10 +16,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
+use crate::prehashed::PreHashed;
 use crate::request_plane::TransportError;
 
 /// Messages a route holds before its caller reads them.
@@ -42,27 +43,9 @@ struct Queue {
     closed: bool,
 }
 
-/// Route keys are 128 random bits this process drew itself: their low 64
-/// bits are already a good hash (what arrives from the wire is only looked up).
-#[derive(Default)]
-struct RandomKeyHasher(u64);
-
-impl Hasher for RandomKeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u128(&mut self, key: u128) {
-        // Truncation on purpose: the low half of a random key.
-        self.0 = key as u64;
-    }
-}
-
-type Routes = Mutex<HashMap<u128, Arc<Mutex<Queue>>, BuildHasherDefault<RandomKeyHasher>>>;
+/// Route keys are 128 random bits this process drew itself, already a good
+/// hash (what arrives from the wire is only looked up).
+type Routes = Mutex<HashMap<u128, Arc<Mutex<Queue>>, BuildHasherDefault<PreHashed>>>;
 
 /// The key of a reply subject's last token (32 hex digits), if it is one.
 fn route_key(subject: &str) -> Option<u128> {
