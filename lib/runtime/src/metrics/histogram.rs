@@ -179,7 +179,11 @@ impl ExemplarSlots {
             value,
             timestamp,
         });
-        self.filled.fetch_or(Self::bit(i), Ordering::Relaxed);
+        // A read first: once a bucket has had one, no write per exemplar.
+        let bit = Self::bit(i);
+        if self.filled.load(Ordering::Relaxed) & bit == 0 {
+            self.filled.fetch_or(bit, Ordering::Relaxed);
+        }
     }
 
     /// The exemplar of bucket `i` (`bounds.len()` for `+Inf`), if any.

@@ -81,7 +81,7 @@ async fn run(
     handler: Arc<dyn RawHandler>,
     payload: Bytes,
     ctx: &Context,
-    guard: &mut Option<super::endpoint_metrics::RequestGuard>,
+    guard: &mut Option<super::endpoint_metrics::RequestGuard<'_>>,
     sink: &mut impl FrameSink,
 ) -> Outcome {
     let cancel = ctx.cancel_token();

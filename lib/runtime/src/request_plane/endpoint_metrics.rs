@@ -73,16 +73,12 @@ impl EndpointMetrics {
     }
 
     /// Counts a request that arrived with `request_bytes` of payload.
-    pub(crate) fn start(
-        self: &Arc<Self>,
-        request_bytes: usize,
-        meta: Arc<RequestMeta>,
-    ) -> RequestGuard {
+    pub(crate) fn start(&self, request_bytes: usize, meta: Arc<RequestMeta>) -> RequestGuard<'_> {
         self.requests.inc();
         self.request_bytes.inc_by(request_bytes as u64);
         self.concurrent.inc();
         RequestGuard {
-            metrics: self.clone(),
+            metrics: self,
             start: Instant::now(),
             outcome: None,
             meta,
@@ -93,15 +89,16 @@ impl EndpointMetrics {
 /// Records the end of one request when dropped: the duration once, the
 /// concurrency back down, and the error type if it failed. A request whose
 /// guard is dropped without an outcome (its task was dropped) counts as cancelled.
-pub(crate) struct RequestGuard {
-    metrics: Arc<EndpointMetrics>,
+pub(crate) struct RequestGuard<'a> {
+    /// Borrowed from the request's driver (no reference count per request).
+    metrics: &'a EndpointMetrics,
     start: Instant,
     outcome: Option<Outcome>,
     /// The request's id and trace context: the duration's exemplar.
     meta: Arc<RequestMeta>,
 }
 
-impl RequestGuard {
+impl RequestGuard<'_> {
     /// Counts bytes of one serialized response item.
     pub(crate) fn response_bytes(&self, n: usize) {
         self.metrics.response_bytes.inc_by(n as u64);
@@ -113,7 +110,7 @@ impl RequestGuard {
     }
 }
 
-impl Drop for RequestGuard {
+impl Drop for RequestGuard<'_> {
     fn drop(&mut self) {
         let m = &self.metrics;
         // Concurrency goes down last: a scrape that sees the request gone
