@@ -104,21 +104,20 @@ impl InstanceRegistry {
             return Arc::from([]);
         };
         let version = view.version();
+        let of = |grouped: &ByEndpoint| {
+            grouped
+                .get(endpoint)
+                .cloned()
+                .unwrap_or_else(|| Arc::from([]))
+        };
         let mut ids = {
             let cached = self.by_endpoint.read();
             if cached.0 == version {
-                cached
-                    .1
-                    .get(endpoint)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from([]))
+                of(&cached.1)
             } else {
                 drop(cached);
                 let fresh = group(view);
-                let ids = fresh
-                    .get(endpoint)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from([]));
+                let ids = of(&fresh);
                 *self.by_endpoint.write() = (version, fresh);
                 ids
             }
