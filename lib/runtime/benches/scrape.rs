@@ -11,6 +11,12 @@
 //! values (the vec rendering path). The peers hold the same series as one vec
 //! per family with the same labels.
 //!
+//! Each histogram's last observation carries an exemplar (a trace id). Where
+//! a format carries exemplars (OpenMetrics, protobuf) prometheus-client is
+//! given the same ones, so both sides write the same information; text 0.0.4
+//! cannot carry them and is compared with prometheus-client's text without
+//! them. Our protobuf carries native buckets too, which no peer has.
+//!
 //! `cargo bench -p dynamo-runtime --bench scrape`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -18,6 +24,7 @@ use dynamo_runtime::metrics_http::gzip;
 use dynamo_runtime::{DistributedRuntime, Endpoint, Exemplar, ExpositionFormat, RuntimeConfig};
 use prometheus::Encoder;
 use prometheus_client::metrics::counter::Counter as PcCounter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars as PcHistogramWithExemplars;
 use prometheus_client::metrics::family::Family as PcFamily;
 use prometheus_client::metrics::histogram::Histogram as PcHistogram;
 use std::hint::black_box;
@@ -72,6 +79,11 @@ fn value(f: usize, i: usize) -> f64 {
     ((f * 31 + i * 7) % 1000) as f64 * 0.013
 }
 
+/// The trace id of the exemplar of family `f`'s histogram on endpoint `i`.
+fn trace_id(f: usize, i: usize) -> String {
+    format!("{:032x}", i * FAMILIES + f + 1)
+}
+
 /// The values of the variable label in `Mix::CounterVecs`.
 fn models() -> Vec<String> {
     (0..100).map(|m| format!("model_{m}")).collect()
@@ -107,8 +119,7 @@ fn setup_dynamo(mix: Mix) -> DistributedRuntime {
                     h.observe(value(f, i + k) / 100.0);
                 }
                 // One observation with an exemplar (OpenMetrics writes it).
-                let trace = format!("{:032x}", i * FAMILIES + f + 1);
-                let exemplar = Exemplar::new(&[("trace_id", &trace)]).unwrap();
+                let exemplar = Exemplar::new(&[("trace_id", &trace_id(f, i))]).unwrap();
                 h.observe_with_exemplar(value(f, i + 4) / 100.0, &exemplar);
             } else {
                 m.create_counter(&family_name(f), "Bench counter", &[])
@@ -172,16 +183,39 @@ fn setup_prometheus(drt: &DistributedRuntime, mix: Mix) -> prometheus::Registry 
 
 type PcLabels = Vec<(&'static str, String)>;
 
+/// Whether prometheus-client's histograms carry the bench's exemplars.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PcExemplars {
+    Without,
+    With,
+}
+
 fn setup_prometheus_client(
     drt: &DistributedRuntime,
     mix: Mix,
+    exemplars: PcExemplars,
 ) -> prometheus_client::registry::Registry {
     let mut registry = prometheus_client::registry::Registry::default();
     let eps = endpoints(drt);
     let label_set =
         |l: &[String; 3]| -> PcLabels { LABELS.iter().copied().zip(l.iter().cloned()).collect() };
     for f in 0..FAMILIES {
-        if mix.is_histogram(f) {
+        let name = format!("dynamo_component_family_{f:03}_seconds");
+        if mix.is_histogram(f) && exemplars == PcExemplars::With {
+            let fam =
+                PcFamily::<PcLabels, PcHistogramWithExemplars<PcLabels>>::new_with_constructor(
+                    || PcHistogramWithExemplars::new(BUCKETS.into_iter()),
+                );
+            for (i, (_, l)) in eps.iter().enumerate() {
+                let h = fam.get_or_create(&label_set(l));
+                for k in 0..4 {
+                    h.observe(value(f, i + k) / 100.0, None);
+                }
+                let trace = vec![("trace_id", trace_id(f, i))];
+                h.observe(value(f, i + 4) / 100.0, Some(trace));
+            }
+            registry.register(name, "Bench histogram", fam);
+        } else if mix.is_histogram(f) {
             let fam = PcFamily::<PcLabels, PcHistogram>::new_with_constructor(|| {
                 PcHistogram::new(BUCKETS)
             });
@@ -191,11 +225,7 @@ fn setup_prometheus_client(
                     h.observe(value(f, i + k) / 100.0);
                 }
             }
-            registry.register(
-                format!("dynamo_component_family_{f:03}_seconds"),
-                "Bench histogram",
-                fam,
-            );
+            registry.register(name, "Bench histogram", fam);
         } else {
             let fam = PcFamily::<PcLabels, PcCounter<f64, AtomicU64>>::default();
             for (i, (_, l)) in eps.iter().enumerate() {
@@ -212,6 +242,19 @@ fn setup_prometheus_client(
     registry
 }
 
+/// prometheus-client's text (OpenMetrics, its only text format).
+fn pc_text(pc: &prometheus_client::registry::Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, pc).unwrap();
+    out
+}
+
+/// prometheus-client's protobuf (the OpenMetrics `MetricSet`), encoded.
+fn pc_protobuf(pc: &prometheus_client::registry::Registry) -> Vec<u8> {
+    let set = prometheus_client::encoding::protobuf::encode(pc).unwrap();
+    prost_for_prometheus_client::Message::encode_to_vec(&set)
+}
+
 fn bench_scrape(c: &mut Criterion) {
     let mut group = c.benchmark_group("scrape");
     group
@@ -221,123 +264,85 @@ fn bench_scrape(c: &mut Criterion) {
     for mix in [Mix::Counters, Mix::Mixed, Mix::CounterVecs] {
         let drt = setup_dynamo(mix);
         let prom = setup_prometheus(&drt, mix);
-        let pc = setup_prometheus_client(&drt, mix);
-        group.bench_function(BenchmarkId::new("dynamo", mix.name()), |b| {
-            b.iter(|| black_box(drt.metrics().prometheus_metrics_fmt().unwrap()))
+        // Text 0.0.4 cannot carry exemplars: its peer has none. OpenMetrics
+        // and protobuf carry them: their peer has the same ones.
+        let pc = setup_prometheus_client(&drt, mix, PcExemplars::Without);
+        let pc_ex = setup_prometheus_client(&drt, mix, PcExemplars::With);
+        let text = || drt.metrics().prometheus_metrics_fmt().unwrap();
+        let openmetrics = || drt.metrics().render(ExpositionFormat::OpenMetrics).unwrap();
+        let protobuf = || drt.metrics().render(ExpositionFormat::Protobuf).unwrap();
+        let id = |name: &str| BenchmarkId::new(name, mix.name());
+
+        group.bench_function(id("dynamo"), |b| b.iter(|| black_box(text())));
+        group.bench_function(id("prometheus_gather_textencoder"), |b| {
+            b.iter(|| {
+                let mut out = Vec::new();
+                prometheus::TextEncoder::new()
+                    .encode(&prom.gather(), &mut out)
+                    .unwrap();
+                black_box(out)
+            })
         });
-        // OpenMetrics, with the histograms' exemplars (prometheus-client's
-        // encoder below writes OpenMetrics too, without exemplars).
-        group.bench_function(BenchmarkId::new("dynamo_openmetrics", mix.name()), |b| {
-            b.iter(|| black_box(drt.metrics().render(ExpositionFormat::OpenMetrics).unwrap()))
+        group.bench_function(id("prometheus_client_text"), |b| {
+            b.iter(|| black_box(pc_text(&pc)))
         });
-        group.bench_function(
-            BenchmarkId::new("prometheus_gather_textencoder", mix.name()),
-            |b| {
-                b.iter(|| {
-                    let mut out = Vec::new();
-                    prometheus::TextEncoder::new()
-                        .encode(&prom.gather(), &mut out)
-                        .unwrap();
-                    black_box(out)
-                })
-            },
-        );
-        group.bench_function(
-            BenchmarkId::new("prometheus_client_text", mix.name()),
-            |b| {
-                b.iter(|| {
-                    let mut out = String::new();
-                    prometheus_client::encoding::text::encode(&mut out, &pc).unwrap();
-                    black_box(out)
-                })
-            },
-        );
+        group.bench_function(id("dynamo_openmetrics"), |b| {
+            b.iter(|| black_box(openmetrics()))
+        });
+        group.bench_function(id("prometheus_client_openmetrics"), |b| {
+            b.iter(|| black_box(pc_text(&pc_ex)))
+        });
         // The protobuf exposition (ours with native buckets beside the
         // classic ones); peers: the `prometheus` crate's ProtobufEncoder (the
-        // same MetricFamily format, classic buckets only) and
+        // same MetricFamily format, classic buckets only, no exemplars) and
         // prometheus-client's protobuf (the OpenMetrics MetricSet message).
-        group.bench_function(BenchmarkId::new("dynamo_protobuf", mix.name()), |b| {
-            b.iter(|| black_box(drt.metrics().render(ExpositionFormat::Protobuf).unwrap()))
-        });
-        group.bench_function(
-            BenchmarkId::new("prometheus_gather_protobufencoder", mix.name()),
-            |b| {
-                b.iter(|| {
-                    let mut out = Vec::new();
-                    prometheus::ProtobufEncoder::new()
-                        .encode(&prom.gather(), &mut out)
-                        .unwrap();
-                    black_box(out)
-                })
-            },
-        );
-        group.bench_function(
-            BenchmarkId::new("prometheus_client_protobuf", mix.name()),
-            |b| {
-                b.iter(|| {
-                    let set = prometheus_client::encoding::protobuf::encode(&pc).unwrap();
-                    black_box(prost_for_prometheus_client::Message::encode_to_vec(&set))
-                })
-            },
-        );
-        // What a gzip-accepting scraper (Prometheus) costs: the same text and
-        // the same compressor (flate2, fast level) on both sides.
-        group.bench_function(BenchmarkId::new("dynamo_gzip", mix.name()), |b| {
+        group.bench_function(id("dynamo_protobuf"), |b| b.iter(|| black_box(protobuf())));
+        group.bench_function(id("prometheus_gather_protobufencoder"), |b| {
             b.iter(|| {
-                let text = drt.metrics().prometheus_metrics_fmt().unwrap();
-                black_box(gzip(text.as_bytes()).unwrap())
+                let mut out = Vec::new();
+                prometheus::ProtobufEncoder::new()
+                    .encode(&prom.gather(), &mut out)
+                    .unwrap();
+                black_box(out)
             })
         });
-        group.bench_function(
-            BenchmarkId::new("prometheus_client_text_gzip", mix.name()),
-            |b| {
-                b.iter(|| {
-                    let mut out = String::new();
-                    prometheus_client::encoding::text::encode(&mut out, &pc).unwrap();
-                    black_box(gzip(out.as_bytes()).unwrap())
-                })
-            },
-        );
-        group.bench_function(BenchmarkId::new("dynamo_protobuf_gzip", mix.name()), |b| {
-            b.iter(|| {
-                let bytes = drt.metrics().render(ExpositionFormat::Protobuf).unwrap();
-                black_box(gzip(&bytes).unwrap())
-            })
+        group.bench_function(id("prometheus_client_protobuf"), |b| {
+            b.iter(|| black_box(pc_protobuf(&pc_ex)))
         });
-        group.bench_function(
-            BenchmarkId::new("prometheus_client_protobuf_gzip", mix.name()),
-            |b| {
-                b.iter(|| {
-                    let set = prometheus_client::encoding::protobuf::encode(&pc).unwrap();
-                    black_box(
-                        gzip(&prost_for_prometheus_client::Message::encode_to_vec(&set)).unwrap(),
-                    )
-                })
-            },
-        );
-        let proto = drt.metrics().render(ExpositionFormat::Protobuf).unwrap();
-        let pc_proto = prost_for_prometheus_client::Message::encode_to_vec(
-            &prometheus_client::encoding::protobuf::encode(&pc).unwrap(),
-        );
-        eprintln!(
-            "{}: protobuf {} bytes, gzip'd {} bytes; prometheus-client protobuf {} bytes, gzip'd {} bytes",
-            mix.name(),
-            proto.len(),
-            gzip(&proto).unwrap().len(),
-            pc_proto.len(),
-            gzip(&pc_proto).unwrap().len()
-        );
-        let ours = drt.metrics().prometheus_metrics_fmt().unwrap();
-        let mut theirs = String::new();
-        prometheus_client::encoding::text::encode(&mut theirs, &pc).unwrap();
-        eprintln!(
-            "{}: text {} bytes, gzip'd {} bytes; prometheus-client text {} bytes, gzip'd {} bytes",
-            mix.name(),
-            ours.len(),
-            gzip(ours.as_bytes()).unwrap().len(),
-            theirs.len(),
-            gzip(theirs.as_bytes()).unwrap().len()
-        );
+        // What a gzip-accepting scraper costs: each format and the same
+        // compressor (flate2, fast level) on both sides. Prometheus asks for
+        // OpenMetrics first (protobuf with native histograms on).
+        group.bench_function(id("dynamo_gzip"), |b| {
+            b.iter(|| black_box(gzip(text().as_bytes()).unwrap()))
+        });
+        group.bench_function(id("prometheus_client_text_gzip"), |b| {
+            b.iter(|| black_box(gzip(pc_text(&pc).as_bytes()).unwrap()))
+        });
+        group.bench_function(id("dynamo_openmetrics_gzip"), |b| {
+            b.iter(|| black_box(gzip(&openmetrics()).unwrap()))
+        });
+        group.bench_function(id("prometheus_client_openmetrics_gzip"), |b| {
+            b.iter(|| black_box(gzip(pc_text(&pc_ex).as_bytes()).unwrap()))
+        });
+        group.bench_function(id("dynamo_protobuf_gzip"), |b| {
+            b.iter(|| black_box(gzip(&protobuf()).unwrap()))
+        });
+        group.bench_function(id("prometheus_client_protobuf_gzip"), |b| {
+            b.iter(|| black_box(gzip(&pc_protobuf(&pc_ex)).unwrap()))
+        });
+        let sizes = |what: &str, ours: &[u8], theirs: &[u8]| {
+            eprintln!(
+                "{}: {what} {} bytes, gzip'd {} bytes; prometheus-client {} bytes, gzip'd {} bytes",
+                mix.name(),
+                ours.len(),
+                gzip(ours).unwrap().len(),
+                theirs.len(),
+                gzip(theirs).unwrap().len()
+            );
+        };
+        sizes("text", text().as_bytes(), pc_text(&pc).as_bytes());
+        sizes("openmetrics", &openmetrics(), pc_text(&pc_ex).as_bytes());
+        sizes("protobuf", &protobuf(), &pc_protobuf(&pc_ex));
     }
     group.finish();
 }

@@ -615,8 +615,15 @@ mod tests {
     /// The children as the text encoder writes them.
     fn render<M: VecChild>(v: &MetricVec<M>) -> String {
         let mut out = String::new();
+        let mut keys = crate::metrics::encoder::text::BucketKeys::default();
         v.for_each_sorted(|labels, value| {
-            crate::metrics::encoder::text::write_series(&mut out, v.name(), labels, value)
+            crate::metrics::encoder::text::write_series(
+                &mut out,
+                &mut keys,
+                v.name(),
+                labels,
+                value,
+            )
         });
         out
     }

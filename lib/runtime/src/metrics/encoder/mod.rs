@@ -226,6 +226,7 @@ fn collect_keys(keys: &mut HashSet<String>, name: &str, labels: &str, value: Ser
 
 #[cfg(test)]
 mod tests {
+    use super::openmetrics::OpenMetricsEncoder;
     use super::text::TextEncoder;
     use super::*;
     use crate::metrics::expfmt;
@@ -322,6 +323,47 @@ mod tests {
             }
         );
         assert_eq!(enc.finish(), "# TYPE a_total untyped\na_total 1\n");
+    }
+
+    #[test]
+    fn each_histogram_gets_the_le_values_of_its_own_bounds() {
+        // The bucket keys are rendered once per bounds: interleaved bounds
+        // must not leak into each other, in either text format.
+        let store = Store::default();
+        let root = ScopePath::root();
+        let bounds: [(&str, &[f64]); 3] = [
+            ("a_seconds", &[0.25, 1.0]),
+            ("b_seconds", &[0.5]),
+            ("c_seconds", &[0.25, 1.0]),
+        ];
+        for (name, bounds) in bounds {
+            store
+                .get_or_create::<Histogram>(&root, spec(name, &[("x", "1")], &[], bounds), origin())
+                .unwrap()
+                .observe(0.3);
+        }
+        let expected = [
+            "a_seconds_bucket{x=\"1\",le=\"0.25\"} 0",
+            "a_seconds_bucket{x=\"1\",le=\"1\"} 1",
+            "a_seconds_bucket{x=\"1\",le=\"+Inf\"} 1",
+            "b_seconds_bucket{x=\"1\",le=\"0.5\"} 1",
+            "b_seconds_bucket{x=\"1\",le=\"+Inf\"} 1",
+            "c_seconds_bucket{x=\"1\",le=\"0.25\"} 0",
+            "c_seconds_bucket{x=\"1\",le=\"1\"} 1",
+            "c_seconds_bucket{x=\"1\",le=\"+Inf\"} 1",
+        ];
+        let buckets = |out: &str| -> Vec<String> {
+            out.lines()
+                .filter(|l| l.contains("_bucket"))
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut text = TextEncoder::default();
+        encode(&mut text, &store, &root, external(""), |_| {});
+        assert_eq!(buckets(&text.finish()), expected);
+        let mut om = OpenMetricsEncoder::default();
+        encode(&mut om, &store, &root, external(""), |_| {});
+        assert_eq!(buckets(&om.finish()), expected);
     }
 
     /// What the text format reads back for a label value: itself, except the

@@ -11,7 +11,7 @@
 //! - the exposition ends with `# EOF`;
 //! - a histogram bucket carries its exemplar, if it has one.
 
-use super::text::{write_external_sample, write_histogram, write_series};
+use super::text::{write_external_sample, write_histogram, write_series, BucketKeys};
 use super::Encoder;
 use crate::metrics::expfmt::ParsedSample;
 use crate::metrics::sample::SeriesValue;
@@ -26,6 +26,7 @@ pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0
 #[derive(Debug, Default)]
 pub(crate) struct OpenMetricsEncoder {
     out: String,
+    bucket_keys: BucketKeys,
 }
 
 impl OpenMetricsEncoder {
@@ -33,6 +34,7 @@ impl OpenMetricsEncoder {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self {
             out: String::with_capacity(capacity),
+            bucket_keys: BucketKeys::default(),
         }
     }
 }
@@ -77,7 +79,8 @@ impl Encoder for OpenMetricsEncoder {
         match value {
             SeriesValue::Histogram(h) if h.exemplar_slots().any() => {
                 let exemplars = h.exemplar_slots();
-                write_histogram(&mut self.out, name, labels, h, |out, bucket| {
+                let keys = &mut self.bucket_keys;
+                write_histogram(&mut self.out, keys, name, labels, h, |out, bucket| {
                     exemplars.with(bucket, |e| {
                         out.push_str(" # {");
                         e.exemplar.write_labels(out);
@@ -88,7 +91,7 @@ impl Encoder for OpenMetricsEncoder {
                     });
                 });
             }
-            _ => write_series(&mut self.out, name, labels, value),
+            _ => write_series(&mut self.out, &mut self.bucket_keys, name, labels, value),
         }
     }
 

@@ -17,6 +17,7 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 #[derive(Debug, Default)]
 pub(crate) struct TextEncoder {
     out: String,
+    bucket_keys: BucketKeys,
 }
 
 impl TextEncoder {
@@ -24,6 +25,7 @@ impl TextEncoder {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self {
             out: String::with_capacity(capacity),
+            bucket_keys: BucketKeys::default(),
         }
     }
 }
@@ -49,7 +51,7 @@ impl Encoder for TextEncoder {
 
     #[inline]
     fn series(&mut self, name: &str, labels: &str, value: SeriesValue<'_>) {
-        write_series(&mut self.out, name, labels, value);
+        write_series(&mut self.out, &mut self.bucket_keys, name, labels, value);
     }
 
     #[inline]
@@ -81,7 +83,13 @@ pub(crate) fn write_external_sample(
 
 /// Writes the sample lines of one series; `labels` escaped already.
 #[inline]
-pub(crate) fn write_series(out: &mut String, name: &str, labels: &str, value: SeriesValue<'_>) {
+pub(crate) fn write_series(
+    out: &mut String,
+    bucket_keys: &mut BucketKeys,
+    name: &str,
+    labels: &str,
+    value: SeriesValue<'_>,
+) {
     match value {
         SeriesValue::Float(v) => {
             write_key(out, name, "", labels, None);
@@ -93,7 +101,7 @@ pub(crate) fn write_series(out: &mut String, name: &str, labels: &str, value: Se
             write_int(out, v);
             out.push('\n');
         }
-        SeriesValue::Histogram(h) => write_histogram(out, name, labels, h, |_, _| {}),
+        SeriesValue::Histogram(h) => write_histogram(out, bucket_keys, name, labels, h, |_, _| {}),
     }
 }
 
@@ -103,11 +111,65 @@ fn write_key(out: &mut String, name: &str, suffix: &str, labels: &str, le: Optio
     out.push(' ');
 }
 
+/// The keys of a histogram's bucket lines, the part every line repeats
+/// rendered once: the key up to its `le` value (`name_bucket{labels,le="`),
+/// and the `le` values with what closes the key (`0.005"} `) for the bounds
+/// seen last. The histograms of a family (and most families) share their
+/// bounds, so a scrape formats each bound once, not once per line.
+#[derive(Debug, Default)]
+pub(crate) struct BucketKeys {
+    /// `name_bucket{labels,le="` of the histogram being written.
+    prefix: String,
+    /// The bounds `les` was rendered for.
+    bounds: Vec<f64>,
+    /// Each bound's `le` value and the key's end, `+Inf` last, one after
+    /// the other; `ends[i]` is where bound `i`'s ends.
+    les: String,
+    ends: Vec<usize>,
+}
+
+impl BucketKeys {
+    /// Prepares the keys of the bucket lines of histogram `name{labels}`
+    /// with `bounds`.
+    fn prepare(&mut self, name: &str, labels: &str, bounds: &[f64]) {
+        self.prefix.clear();
+        self.prefix.push_str(name);
+        self.prefix.push_str("_bucket{");
+        self.prefix.push_str(labels);
+        if !labels.is_empty() {
+            self.prefix.push(',');
+        }
+        self.prefix.push_str("le=\"");
+        if self.bounds.as_slice() == bounds && !self.ends.is_empty() {
+            return;
+        }
+        self.bounds.clear();
+        self.bounds.extend_from_slice(bounds);
+        self.les.clear();
+        self.ends.clear();
+        for &le in bounds.iter().chain([&f64::INFINITY]) {
+            write_f64(&mut self.les, le);
+            self.les.push_str("\"} ");
+            self.ends.push(self.les.len());
+        }
+    }
+
+    /// Writes the key of bucket `i` (`+Inf` is `bounds.len()`) and the space
+    /// before its value.
+    #[inline]
+    fn write(&self, out: &mut String, i: usize) {
+        let start = i.checked_sub(1).map_or(0, |j| self.ends[j]);
+        out.push_str(&self.prefix);
+        out.push_str(&self.les[start..self.ends[i]]);
+    }
+}
+
 /// Writes a histogram's lines; `after_bucket(out, i)` may add to the line of
 /// bucket `i` (`+Inf` last) before its newline.
 #[inline]
 pub(crate) fn write_histogram(
     out: &mut String,
+    bucket_keys: &mut BucketKeys,
     name: &str,
     labels: &str,
     h: &Histogram,
@@ -115,10 +177,9 @@ pub(crate) fn write_histogram(
 ) {
     // The count is the buckets' total, so `+Inf` and `_count` agree.
     let sum = h.get_sample_sum();
-    let bounds = h.bounds();
+    bucket_keys.prepare(name, labels, h.bounds());
     let count = h.for_each_cumulative(|i, cumulative| {
-        let le = bounds.get(i).copied().unwrap_or(f64::INFINITY);
-        write_key(out, name, "_bucket", labels, Some(le));
+        bucket_keys.write(out, i);
         write_int(out, cumulative);
         after_bucket(out, i);
         out.push('\n');
