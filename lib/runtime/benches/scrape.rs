@@ -199,6 +199,23 @@ fn setup_prometheus_client(
     let eps = endpoints(drt);
     let label_set =
         |l: &[String; 3]| -> PcLabels { LABELS.iter().copied().zip(l.iter().cloned()).collect() };
+    if let Mix::CounterVecs = mix {
+        for (f, (_, l)) in eps.iter().enumerate() {
+            let fam = PcFamily::<PcLabels, PcCounter<f64, AtomicU64>>::default();
+            for (i, model) in models().into_iter().enumerate() {
+                let mut labels = label_set(l);
+                labels.push(("model", model));
+                fam.get_or_create(&labels).inc_by(value(f, i));
+            }
+            // prometheus-client appends `_total` itself.
+            registry.register(
+                format!("dynamo_component_family_{f:03}"),
+                "Bench counter",
+                fam,
+            );
+        }
+        return registry;
+    }
     for f in 0..FAMILIES {
         let name = format!("dynamo_component_family_{f:03}_seconds");
         if mix.is_histogram(f) && exemplars == PcExemplars::With {

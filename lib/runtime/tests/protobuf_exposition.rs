@@ -275,7 +275,7 @@ fn protobuf_carries_the_same_samples_as_text() {
     let v = ep
         .create_intcountervec("by_value_total", "By value", &["v"], &[])
         .unwrap();
-    for value in ["plain", "q\"\\\n", "a\rb", "Björn 佖", ""] {
+    for value in ["plain", "q\"\\\n", "a\rb", "Björn 佖", "", "k=\"v\",w=x"] {
         v.with_label_values(&[value]).inc();
     }
     let h = ep

@@ -150,8 +150,13 @@ fn type_number(prom_type: PromType) -> u64 {
 /// `a="x",b="y"` (as the registry and the parser write it), unescaped.
 fn for_each_label(text: &str, mut f: impl FnMut(&str, &str)) {
     let mut rest = text;
-    while let Some((name, after)) = rest.split_once("=\"") {
-        let name = name.trim_start_matches(',');
+    // A label name holds no `=` (nor `"`): the first `=` ends it, a quote
+    // follows. A plain byte loop: names are short, and this runs per series.
+    while let Some(eq) = rest.bytes().position(|b| b == b'=') {
+        let name = rest[..eq].trim_start_matches(',');
+        let Some(after) = rest[eq + 1..].strip_prefix('"') else {
+            return;
+        };
         // `\` and `"` are ASCII: no byte of another character equals them.
         let bytes = after.as_bytes();
         let (mut end, mut escaped) = (0, false);
