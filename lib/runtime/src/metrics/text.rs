@@ -80,7 +80,7 @@ pub(crate) fn write_f64(out: &mut String, v: f64) {
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
         out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
-        out.push_str(ryu::Buffer::new().format_finite(v));
+        out.push_str(zmij::Buffer::new().format_finite(v));
     }
 }
 
@@ -134,11 +134,12 @@ mod tests {
         assert_eq!(f(-3.0), "-3");
         assert_eq!(f(0.25), "0.25");
         assert_eq!(f(1e-9), "1e-9");
-        assert_eq!(f(1e20), "1e20");
+        // A positive exponent with its sign, as Go's `strconv` writes it.
+        assert_eq!(f(1e20), "1e+20");
         assert_eq!(f(f64::INFINITY), "+Inf");
         assert_eq!(f(f64::NEG_INFINITY), "-Inf");
         assert_eq!(f(f64::NAN), "NaN");
-        for v in [0.1, 1e-9, 1e20, 123456.789, -0.5] {
+        for v in [0.1, 1e-9, 1e20, 1e15, 123456.789, -0.5, f64::MAX, 5e-324] {
             assert_eq!(f(v).parse::<f64>().unwrap(), v);
         }
     }
