@@ -77,7 +77,8 @@ pub(crate) fn write_f64(out: &mut String, v: f64) {
         out.push_str("NaN");
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+    } else if v.abs() < 1e15 && (v as i64) as f64 == v {
+        // Integral: the cast truncates (cheaper than `fract`, a call to `trunc`).
         out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
         out.push_str(zmij::Buffer::new().format_finite(v));

@@ -134,7 +134,16 @@ fn hash_values<V: AsRef<str>>(values: &[V]) -> u64 {
 struct Child<M> {
     values: Box<[String]>,
     /// Constant and variable labels, sorted by name, escaped: `a="x",b="y"`.
-    labels: String,
+    /// Shared with the scrape order ([`Sorted`]).
+    labels: Arc<str>,
+    metric: M,
+}
+
+/// One child as a scrape reads it: its labels and its metric, shared with
+/// the child.
+#[derive(Clone)]
+struct Sorted<M> {
+    labels: Arc<str>,
     metric: M,
 }
 
@@ -162,15 +171,9 @@ struct Children<M> {
     by_hash: HashMap<u64, Child<M>, BuildHasherDefault<PreHashed>>,
     collided: Vec<(u64, Child<M>)>,
     /// The children in label order, kept from one scrape to the next and
-    /// dropped by every insert and removal: a scrape sorts only after a change.
-    order: Mutex<Option<Vec<Slot>>>,
-}
-
-/// Where one child is: in the map under its hash, or at an index of `collided`.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    Map(u64),
-    Collided(usize),
+    /// dropped by every insert and removal: a scrape sorts only after a
+    /// change, and reads the children from here without a lookup.
+    order: Mutex<Option<Arc<[Sorted<M>]>>>,
 }
 
 impl<M> Default for Children<M> {
@@ -237,32 +240,24 @@ impl<M: Clone> Children<M> {
         self.by_hash.len() + self.collided.len()
     }
 
-    fn get(&self, slot: Slot) -> Option<&Child<M>> {
-        match slot {
-            Slot::Map(hash) => self.by_hash.get(&hash),
-            Slot::Collided(i) => self.collided.get(i).map(|(_, c)| c),
-        }
-    }
-
     /// Every child, sorted by labels.
-    fn sorted(&self) -> Vec<&Child<M>> {
+    fn sorted(&self) -> Arc<[Sorted<M>]> {
         let mut order = self.order.lock();
-        let order = order.get_or_insert_with(|| {
-            let mut slots: Vec<(&str, Slot)> = self
-                .by_hash
-                .iter()
-                .map(|(h, c)| (c.labels.as_str(), Slot::Map(*h)))
-                .chain(
-                    self.collided
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (_, c))| (c.labels.as_str(), Slot::Collided(i))),
-                )
-                .collect();
-            slots.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            slots.into_iter().map(|(_, slot)| slot).collect()
-        });
-        order.iter().filter_map(|slot| self.get(*slot)).collect()
+        order
+            .get_or_insert_with(|| {
+                let mut all: Vec<Sorted<M>> = self
+                    .by_hash
+                    .values()
+                    .chain(self.collided.iter().map(|(_, c)| c))
+                    .map(|c| Sorted {
+                        labels: c.labels.clone(),
+                        metric: c.metric.clone(),
+                    })
+                    .collect();
+                all.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+                all.into()
+            })
+            .clone()
     }
 }
 
@@ -524,8 +519,7 @@ impl<M: VecChild> MetricVec<M> {
     /// Calls `f` with every child's labels (constant and variable, sorted by
     /// name, escaped: `a="x",b="y"`) and value, sorted by labels.
     pub(crate) fn for_each_sorted(&self, mut f: impl FnMut(&str, SeriesValue<'_>)) {
-        let children = self.core.children.read();
-        let sorted = children.sorted();
+        let sorted = self.core.children.read().sorted();
         for_each_batched(
             &sorted,
             |c| c.metric.number(),
@@ -592,7 +586,7 @@ fn add_child<M: VecChild, V: AsRef<str>>(
         hash,
         Child {
             values: values.iter().map(|v| v.as_ref().to_owned()).collect(),
-            labels,
+            labels: labels.into(),
             metric: metric.clone(),
         },
     );
@@ -653,7 +647,7 @@ mod tests {
         let mut children: Children<u32> = Children::default();
         let child = |v: &str, m| Child {
             values: vec![v.to_owned()].into(),
-            labels: String::new(),
+            labels: "".into(),
             metric: m,
         };
         children.insert(7, child("a", 1));
@@ -729,7 +723,7 @@ mod tests {
         let mut children: Children<u32> = Children::default();
         let child = |l: &str, m| Child {
             values: vec![l.to_owned()].into(),
-            labels: l.to_owned(),
+            labels: l.into(),
             metric: m,
         };
         children.insert(7, child("b", 1));
