@@ -48,7 +48,12 @@ pub(crate) fn escape_label_value(out: &mut String, value: &str) {
 }
 
 /// Escapes a help text: `\`, newline and the characters of [`needs_escape`].
+#[inline]
 pub(crate) fn escape_help(out: &mut String, help: &str) {
+    if !help.contains(|c: char| c == '\\' || c == '\n' || needs_escape(c)) {
+        out.push_str(help);
+        return;
+    }
     escape(out, help, false);
 }
 
