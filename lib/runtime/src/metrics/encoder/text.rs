@@ -158,9 +158,15 @@ impl BucketKeys {
     /// before its value.
     #[inline]
     fn write(&self, out: &mut String, i: usize) {
-        let start = i.checked_sub(1).map_or(0, |j| self.ends[j]);
+        let start = match i {
+            0 => 0,
+            _ => self.ends.get(i - 1).copied().unwrap_or(usize::MAX),
+        };
+        // `prepare` rendered a key per bound and `+Inf`, so the fallback is
+        // never taken; it would write `+Inf`'s.
+        let key = self.ends.get(i).and_then(|&end| self.les.get(start..end));
         out.push_str(&self.prefix);
-        out.push_str(&self.les[start..self.ends[i]]);
+        out.push_str(key.unwrap_or("+Inf\"} "));
     }
 }
 
