@@ -31,28 +31,44 @@ pub fn nats_server_binary() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
-/// A `nats-server` with JetStream, on a free loopback port, in its own
-/// store directory; stopped and cleaned up when dropped.
+/// A `nats-server` with JetStream, on loopback ports it chose itself, in its
+/// own store directory; stopped and cleaned up when dropped.
 #[derive(Debug)]
 pub struct NatsServer {
     child: Child,
     dir: PathBuf,
+    port: u16,
     monitor: u16,
     /// `nats://127.0.0.1:<port>`.
     pub url: String,
 }
 
+/// The ports a nats-server listens on, as its ports file reports them.
+#[derive(Debug, Clone, Copy)]
+struct NatsPorts {
+    client: u16,
+    monitor: u16,
+}
+
 impl NatsServer {
     /// Starts one; `None` when nats-server is not installed or does not come up.
+    ///
+    /// The server picks its own free ports (`-p -1 -m -1`) and reports them
+    /// in a ports file, written once it listens on both: ports picked here
+    /// and handed over could be taken in between (by another test's server,
+    /// or an outgoing connection), and a server that then failed to bind its
+    /// monitoring port would exit after its client port had answered.
     pub fn try_start() -> Option<Self> {
-        let (port, monitor) = (free_port(), free_port());
-        let dir = std::env::temp_dir().join(format!("dynamo-nats-{}-{port}", std::process::id()));
-        let child = Self::spawn(port, monitor, &dir)?;
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("dynamo-nats-{}-{n}", std::process::id()));
+        let (child, ports) = Self::spawn_with(None, &dir, &[])?;
         Some(NatsServer {
             child,
             dir,
-            monitor,
-            url: format!("nats://127.0.0.1:{port}"),
+            port: ports.client,
+            monitor: ports.monitor,
+            url: format!("nats://127.0.0.1:{}", ports.client),
         })
     }
 
@@ -68,30 +84,48 @@ impl NatsServer {
             .count()
     }
 
-    fn spawn(port: u16, monitor: u16, dir: &Path) -> Option<Child> {
-        Self::spawn_with(port, monitor, dir, &[])
-    }
-
-    /// Starts nats-server with `extra` arguments after ours.
-    fn spawn_with(port: u16, monitor: u16, dir: &Path, extra: &[&str]) -> Option<Child> {
+    /// Starts nats-server on `ports` (its own choice when `None`) with
+    /// `extra` arguments after ours, and waits (10 s at most) for its ports
+    /// file: the server is up on the ports it names.
+    fn spawn_with(
+        ports: Option<NatsPorts>,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Option<(Child, NatsPorts)> {
         let binary = nats_server_binary()?;
-        let child = Command::new(binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-m", &monitor.to_string(), "-sd"])
+        std::fs::create_dir_all(dir).ok()?;
+        let (client, monitor) = match ports {
+            Some(p) => (p.client.to_string(), p.monitor.to_string()),
+            None => ("-1".to_owned(), "-1".to_owned()),
+        };
+        let mut child = Command::new(binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &client, "-m", &monitor])
+            .arg("-sd")
+            .arg(dir)
+            .arg("--ports_file_dir")
             .arg(dir)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
+        let ports_file = dir.join(format!("nats-server_{}.ports", child.id()));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
+        loop {
+            let reported = std::fs::read_to_string(&ports_file)
+                .ok()
+                .and_then(|text| parse_ports_file(&text));
+            if let Some(ports) = reported {
+                return Some((child, ports));
+            }
+            let exited = !matches!(child.try_wait(), Ok(None));
+            if exited || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(25));
+            std::thread::sleep(Duration::from_millis(10));
         }
-        Some(child)
     }
 
     /// Kills the server (as a crash would) and starts a new one on the same
@@ -123,14 +157,13 @@ impl NatsServer {
     }
 
     fn start_again_with(&mut self, extra: &[&str]) {
-        let port: u16 = self
-            .url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("the URL ends with the port");
-        self.child = Self::spawn_with(port, self.monitor, &self.dir, extra)
-            .expect("nats-server restarts on its port");
+        let ports = NatsPorts {
+            client: self.port,
+            monitor: self.monitor,
+        };
+        let (child, _) = Self::spawn_with(Some(ports), &self.dir, extra)
+            .expect("nats-server restarts on its ports");
+        self.child = child;
     }
 
     /// Starts one, or panics saying how to get nats-server.
@@ -279,6 +312,20 @@ fn http_get_ok(port: u16, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200")
         .then(|| body.to_owned())
         .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_owned()))
+}
+
+/// The client and monitoring ports of a nats-server ports file:
+/// `{"nats":["nats://127.0.0.1:4222"],"monitoring":["http://127.0.0.1:8222"]}`.
+fn parse_ports_file(text: &str) -> Option<NatsPorts> {
+    let port_of = |key: &str| -> Option<u16> {
+        let after = text.split_once(&format!("\"{key}\":[\""))?.1;
+        let url = after.split('"').next()?;
+        url.rsplit(':').next()?.parse().ok()
+    };
+    Some(NatsPorts {
+        client: port_of("nats")?,
+        monitor: port_of("monitoring")?,
+    })
 }
 
 /// What `promtool check metrics` said of a text.
@@ -459,6 +506,41 @@ impl Drop for PrometheusServer {
         let _ = std::fs::remove_dir_all(&self.dir);
         if let Some(config) = &self.own_config {
             let _ = std::fs::remove_file(config);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ports_file_gives_the_client_and_monitoring_ports() {
+        let text = r#"{"nats":["nats://127.0.0.1:34893"],"monitoring":["http://127.0.0.1:44939"]}"#;
+        let ports = parse_ports_file(text).unwrap();
+        assert_eq!((ports.client, ports.monitor), (34893, 44939));
+        // A file read while the server was still writing it.
+        assert!(parse_ports_file(r#"{"nats":["nats://127.0.0.1:34893"],"mon"#).is_none());
+        assert!(parse_ports_file("").is_none());
+    }
+
+    #[test]
+    fn servers_started_together_each_get_their_own_live_ports() {
+        let servers: Vec<NatsServer> = std::thread::scope(|s| {
+            let started: Vec<_> = (0..4).map(|_| s.spawn(NatsServer::start)).collect();
+            started.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut ports: Vec<u16> = servers.iter().flat_map(|n| [n.port, n.monitor]).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 8, "every server has two ports of its own");
+        for server in &servers {
+            assert!(std::net::TcpStream::connect(("127.0.0.1", server.port)).is_ok());
+            assert_eq!(
+                server.request_inboxes(),
+                0,
+                "its monitoring endpoint answers"
+            );
         }
     }
 }
