@@ -201,22 +201,12 @@ pub struct EtcdServer {
 impl EtcdServer {
     /// Starts one; `None` when etcd is not installed or does not come up.
     pub fn try_start() -> Option<Self> {
-        Self::try_start_on(free_port())
+        Self::try_start_with(free_port)
     }
 
     /// Starts one whose clients (and `/metrics`) are on `client_port`.
     pub fn try_start_on(client_port: u16) -> Option<Self> {
-        let peer_port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("dynamo-etcd-{}-{client_port}", std::process::id()));
-        let child = Self::spawn(client_port, peer_port, &dir)?;
-        Some(EtcdServer {
-            child,
-            dir,
-            client_port,
-            peer_port,
-            endpoint: format!("http://127.0.0.1:{client_port}"),
-        })
+        Self::try_start_with(|| client_port)
     }
 
     /// Starts one, or panics saying how to get etcd.
@@ -225,10 +215,45 @@ impl EtcdServer {
             .expect("etcd runs (scripts/test.sh installs the Debian package etcd-server)")
     }
 
-    fn spawn(client_port: u16, peer_port: u16, dir: &Path) -> Option<Child> {
+    /// Starts one on the client port `client_port()` gives and a free peer
+    /// port. etcd cannot report ports it chose itself, and a port picked
+    /// here may be taken before etcd binds it: etcd then exits, and up to
+    /// two more pairs of ports are tried.
+    fn try_start_with(client_port: impl Fn() -> u16) -> Option<Self> {
+        for _ in 0..3 {
+            let (client_port, peer_port) = (client_port(), free_port());
+            let dir = std::env::temp_dir().join(format!(
+                "dynamo-etcd-{}-{client_port}-{peer_port}",
+                std::process::id()
+            ));
+            match Self::spawn(client_port, peer_port, &dir) {
+                Ok(child) => {
+                    return Some(EtcdServer {
+                        child,
+                        dir,
+                        client_port,
+                        peer_port,
+                        endpoint: format!("http://127.0.0.1:{client_port}"),
+                    })
+                }
+                Err(failure) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    if failure == EtcdFailure::NotUp {
+                        return None;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Starts etcd and waits (20 s at most) until `/health` says it is up
+    /// and the process is still running (a server on a taken port exits).
+    fn spawn(client_port: u16, peer_port: u16, dir: &Path) -> Result<Child, EtcdFailure> {
         let client = format!("http://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
-        let child = Command::new(etcd_binary()?)
+        let binary = etcd_binary().ok_or(EtcdFailure::NotUp)?;
+        let mut child = Command::new(binary)
             .arg("--data-dir")
             .arg(dir)
             .args(["--name", "dynamo-test"])
@@ -248,15 +273,22 @@ impl EtcdServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .ok()?;
+            .map_err(|_| EtcdFailure::NotUp)?;
         // Ready when /health says so (it answers before a leader exists, with false).
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if http_get_ok(client_port, "/health").is_some_and(|b| b.contains("\"true\"")) {
-                return Some(child);
+            let healthy =
+                http_get_ok(client_port, "/health").is_some_and(|b| b.contains("\"true\""));
+            if !matches!(child.try_wait(), Ok(None)) {
+                return Err(EtcdFailure::Exited);
+            }
+            if healthy {
+                return Ok(child);
             }
             if Instant::now() > deadline {
-                return None;
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(EtcdFailure::NotUp);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -278,8 +310,17 @@ impl EtcdServer {
     /// Starts the server again after [`EtcdServer::kill`], with its data.
     pub fn start_again(&mut self) {
         self.child = Self::spawn(self.client_port, self.peer_port, &self.dir)
-            .expect("etcd restarts on its ports");
+            .unwrap_or_else(|failure| panic!("etcd restarts on its ports: {failure:?}"));
     }
+}
+
+/// Why an etcd did not come up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EtcdFailure {
+    /// It exited (a port it was given was taken): worth another pair.
+    Exited,
+    /// Not installed, or not healthy within the deadline.
+    NotUp,
 }
 
 impl Drop for EtcdServer {
