@@ -122,10 +122,8 @@ pub(crate) struct BucketKeys {
     prefix: String,
     /// The bounds `les` was rendered for.
     bounds: Vec<f64>,
-    /// Each bound's `le` value and the key's end, `+Inf` last, one after
-    /// the other; `ends[i]` is where bound `i`'s ends.
-    les: String,
-    ends: Vec<usize>,
+    /// Each bound's `le` value and the key's end (`0.005"} `), `+Inf` last.
+    les: Vec<String>,
 }
 
 impl BucketKeys {
@@ -140,17 +138,17 @@ impl BucketKeys {
             self.prefix.push(',');
         }
         self.prefix.push_str("le=\"");
-        if self.bounds.as_slice() == bounds && !self.ends.is_empty() {
+        if self.bounds.as_slice() == bounds && !self.les.is_empty() {
             return;
         }
         self.bounds.clear();
         self.bounds.extend_from_slice(bounds);
         self.les.clear();
-        self.ends.clear();
         for &le in bounds.iter().chain([&f64::INFINITY]) {
-            write_f64(&mut self.les, le);
-            self.les.push_str("\"} ");
-            self.ends.push(self.les.len());
+            let mut key = String::new();
+            write_f64(&mut key, le);
+            key.push_str("\"} ");
+            self.les.push(key);
         }
     }
 
@@ -158,15 +156,11 @@ impl BucketKeys {
     /// before its value.
     #[inline]
     fn write(&self, out: &mut String, i: usize) {
-        let start = match i {
-            0 => 0,
-            _ => self.ends.get(i - 1).copied().unwrap_or(usize::MAX),
-        };
         // `prepare` rendered a key per bound and `+Inf`, so the fallback is
         // never taken; it would write `+Inf`'s.
-        let key = self.ends.get(i).and_then(|&end| self.les.get(start..end));
+        let key = self.les.get(i).map_or("+Inf\"} ", String::as_str);
         out.push_str(&self.prefix);
-        out.push_str(key.unwrap_or("+Inf\"} "));
+        out.push_str(key);
     }
 }
 
