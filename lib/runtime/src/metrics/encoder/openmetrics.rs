@@ -17,6 +17,7 @@ use crate::metrics::expfmt::ParsedSample;
 use crate::metrics::sample::SeriesValue;
 use crate::metrics::spec::PromType;
 use crate::metrics::text::{escape_label_value, write_f64};
+use crate::metrics::Histogram;
 
 /// The `Content-Type` of OpenMetrics 1.0.0.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -36,6 +37,28 @@ impl OpenMetricsEncoder {
             out: String::with_capacity(capacity),
             bucket_keys: BucketKeys::default(),
         }
+    }
+}
+
+impl OpenMetricsEncoder {
+    /// A histogram's lines with its exemplars. Kept out of line so that
+    /// [`Encoder::series`] stays small enough to inline into the scrape
+    /// loop, as the text encoder's does, for the counters and gauges that
+    /// make up most series.
+    #[inline(never)]
+    fn histogram_with_exemplars(&mut self, name: &str, labels: &str, h: &Histogram) {
+        let exemplars = h.exemplar_slots();
+        let keys = &mut self.bucket_keys;
+        write_histogram(&mut self.out, keys, name, labels, h, |out, bucket| {
+            exemplars.with(bucket, |e| {
+                out.push_str(" # {");
+                e.exemplar.write_labels(out);
+                out.push_str("} ");
+                write_f64(out, e.value);
+                out.push(' ');
+                write_f64(out, e.timestamp);
+            });
+        });
     }
 }
 
@@ -78,18 +101,7 @@ impl Encoder for OpenMetricsEncoder {
     fn series(&mut self, name: &str, labels: &str, value: SeriesValue<'_>) {
         match value {
             SeriesValue::Histogram(h) if h.exemplar_slots().any() => {
-                let exemplars = h.exemplar_slots();
-                let keys = &mut self.bucket_keys;
-                write_histogram(&mut self.out, keys, name, labels, h, |out, bucket| {
-                    exemplars.with(bucket, |e| {
-                        out.push_str(" # {");
-                        e.exemplar.write_labels(out);
-                        out.push_str("} ");
-                        write_f64(out, e.value);
-                        out.push(' ');
-                        write_f64(out, e.timestamp);
-                    });
-                });
+                self.histogram_with_exemplars(name, labels, h);
             }
             _ => write_series(&mut self.out, &mut self.bucket_keys, name, labels, value),
         }
