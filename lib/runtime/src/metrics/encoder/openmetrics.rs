@@ -38,9 +38,7 @@ impl OpenMetricsEncoder {
             bucket_keys: BucketKeys::default(),
         }
     }
-}
 
-impl OpenMetricsEncoder {
     /// A histogram's lines with its exemplars. Kept out of line so that
     /// [`Encoder::series`] stays small enough to inline into the scrape
     /// loop, as the text encoder's does, for the counters and gauges that
